@@ -1,0 +1,1506 @@
+"""The part of the kernel both models share unchanged: processes, VMAs, PTE-level paths, the op entry points.
+
+Shared code (not seen by the differential check, guarded by models/invariants.py):
+  * VMAs and their splitting/merging (mm/vma.c), syscall argument checks and error returns;
+  * every PTE-level path (mm/memory.c, mm/mprotect.c, mm/mremap.c, mm/madvise.c, mm/swapfile.c,
+    mm/userfaultfd.c, fs/proc/task_mmu.c) and present-PMD THP paths that the series does not change
+    (`do_huge_pmd_anonymous_page`, `do_huge_pmd_wp_page`, the present branches of the PMD functions);
+  * reclaim's folio-level steps (mm/vmscan.c shrink_folio_list) and the swap layer (models/swap.py).
+
+Model-specific (independent per kernel, in models/legacy.py and models/pmd_swap.py): every function that
+sees a PMD entry which is huge (present or swap): the `PMD_LEVEL_HOOKS` below. A subclass that does not
+define one of them is not a kernel model.
+
+Page tables are numpy arrays per mm: one row per 2 MiB region for the PMD level, one row per 4 KiB
+page for the PTE level (valid only where the region's PMD is a table). Configuration modelled, for both:
+THP enabled=madvise with the 2 MiB size only (no mTHP), use_zero_page=0 for THP (a read fault in a
+MADV_HUGEPAGE range allocates a THP), vm.page-cluster=0 (no swap readahead), no CONFIG_PT_RECLAIM
+(an emptied PTE table stays until munmap/exit), userfaultfd without UFFD_FEATURE_EVENT_FORK/REMAP.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from . import ops as O
+from .errors import BadOp, ModelBug
+from .memory import ZERO_PFN, PhysMem
+from .ops import HPAGE_PMD_NR, NR_REGIONS, VA_PAGES
+from .swap import SwapDevice
+
+# PMD entry kinds (pmd_none / table / pmd_trans_huge / is_swap_pmd)
+PMD_NONE, PMD_TABLE, PMD_HUGE, PMD_SWAP = 0, 1, 2, 3
+# PTE entry kinds (pte_none / pte_present / is_swap_pte)
+PTE_NONE, PTE_PRESENT, PTE_SWAP = 0, 1, 2
+
+EINVAL, ENOMEM, EEXIST, EFAULT, EBUSY, ENOENT, EAGAIN = (
+    -errno.EINVAL, -errno.ENOMEM, -errno.EEXIST, -errno.EFAULT, -errno.EBUSY, -errno.ENOENT,
+    -errno.EAGAIN)
+
+VMSTAT_KEYS = ("thp_swpout", "thp_swpout_fallback", "thp_split_pmd", "pswpin", "pswpout",
+               "thp_fault_alloc", "thp_fault_fallback", "thp_swpout_pmd", "thp_swpin_pmd",
+               "thp_swpin_pmd_fallback")
+
+
+@dataclass(frozen=True)
+class Vma:
+    """A private anonymous vm_area_struct; pages [start, end)."""
+
+    start: int
+    end: int
+    prot: int = O.PROT_RW
+    hugepage: bool = False  # VM_HUGEPAGE
+    uffd_wp: bool = False  # registered with UFFDIO_REGISTER_MODE_WP (VM_UFFD_WP)
+    softdirty: bool = True  # VM_SOFTDIRTY: set on new VMAs, cleared by clear_refs
+    anon_vma: int = 0  # anon_vma identity: VMAs merge only within one anon_vma
+
+    def flags(self) -> tuple:
+        return (self.prot, self.hugepage, self.uffd_wp, self.softdirty, self.anon_vma)
+
+
+class MM:
+    """mm_struct: VMAs, page tables and RSS counters of one process."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.vmas: list[Vma] = []
+        r, n = NR_REGIONS, VA_PAGES
+        self.pmd_kind = np.zeros(r, dtype=np.int8)
+        self.pmd_pfn = np.full(r, -1, dtype=np.int32)  # head pfn of a PMD-mapped folio
+        self.pmd_write = np.zeros(r, dtype=bool)
+        self.pmd_dirty = np.zeros(r, dtype=bool)
+        self.pmd_sd = np.zeros(r, dtype=bool)
+        self.pmd_uw = np.zeros(r, dtype=bool)
+        self.pmd_swp_off = np.full(r, -1, dtype=np.int32)  # base slot of a PMD swap entry
+        self.pmd_swp_excl = np.zeros(r, dtype=bool)
+        self.pte_kind = np.zeros(n, dtype=np.int8)
+        self.pte_pfn = np.full(n, -1, dtype=np.int32)
+        self.pte_write = np.zeros(n, dtype=bool)
+        self.pte_dirty = np.zeros(n, dtype=bool)
+        self.pte_sd = np.zeros(n, dtype=bool)
+        self.pte_uw = np.zeros(n, dtype=bool)
+        self.pte_swp_off = np.full(n, -1, dtype=np.int32)
+        self.pte_swp_excl = np.zeros(n, dtype=bool)
+        self.anonpages = 0  # MM_ANONPAGES
+        self.swapents = 0  # MM_SWAPENTS
+
+    # ---- VMA lookup -------------------------------------------------------------------------------
+    def find_vma(self, page: int) -> Vma | None:
+        for v in self.vmas:
+            if v.start <= page < v.end:
+                return v
+        return None
+
+    def vmas_in(self, lo: int, hi: int) -> list[Vma]:
+        return [v for v in self.vmas if v.start < hi and v.end > lo]
+
+    def covered(self, lo: int, hi: int) -> bool:
+        """Is every page of [lo, hi) inside some VMA?"""
+        pos = lo
+        for v in self.vmas:
+            if v.end <= pos:
+                continue
+            if v.start > pos:
+                return False
+            pos = v.end
+            if pos >= hi:
+                return True
+        return pos >= hi
+
+    def clear_ptes(self, sl: slice) -> None:
+        self.pte_kind[sl] = PTE_NONE
+        self.pte_pfn[sl] = -1
+        self.pte_write[sl] = False
+        self.pte_dirty[sl] = False
+        self.pte_sd[sl] = False
+        self.pte_uw[sl] = False
+        self.pte_swp_off[sl] = -1
+        self.pte_swp_excl[sl] = False
+
+    def clear_pmd(self, r: int, kind: int = PMD_NONE) -> None:
+        self.pmd_kind[r] = kind
+        self.pmd_pfn[r] = -1
+        self.pmd_write[r] = self.pmd_dirty[r] = self.pmd_sd[r] = self.pmd_uw[r] = False
+        self.pmd_swp_off[r] = -1
+        self.pmd_swp_excl[r] = False
+
+
+def region_slice(r: int) -> slice:
+    return slice(r * HPAGE_PMD_NR, (r + 1) * HPAGE_PMD_NR)
+
+
+def regions_of(lo: int, hi: int):
+    """Yield (region, lo, hi) pieces of [lo, hi) cut at 2 MiB boundaries (pmd_addr_end)."""
+    while lo < hi:
+        r = lo // HPAGE_PMD_NR
+        end = min(hi, (r + 1) * HPAGE_PMD_NR)
+        yield r, lo, end
+        lo = end
+
+
+def content_value(value: int, page: int) -> int:
+    """What a `write` of `value` stores in `page`: distinct per page so misplaced pages show."""
+    return ((value & O.MAX_VALUE) << 16) | page
+
+
+class Kernel:
+    """Shared kernel state and the op entry points; PMD-level functions come from the subclass."""
+
+    name = "kernel"
+    PMD_LEVEL_HOOKS = ("try_to_unmap_one_pmd", "handle_huge_pmd_fault", "copy_huge_pmd",
+                       "zap_huge_pmd", "change_huge_pmd", "split_huge_pmd_locked",
+                       "madvise_free_huge_pmd", "madvise_pageout_huge_pmd", "move_huge_pmd",
+                       "clear_soft_dirty_pmd", "unuse_pmd_range", "move_pages_huge_pmd",
+                       "pagemap_pmd_range")
+
+    def __init__(self) -> None:
+        self.mem = PhysMem()
+        self.swap: SwapDevice | None = SwapDevice(sync=False)
+        self.mms: dict[int, MM] = {0: MM(0)}
+        self.mmlist: list[int] = []  # init_mm.mmlist: mms that may hold swap entries, in list order
+        self.zswap_ever_enabled = False  # zswap_never_enabled() static key, never reset
+        self.vmstat = dict.fromkeys(VMSTAT_KEYS, 0)
+        self.events: list[tuple] = []  # tolerated-difference events of this op (see fuzz/oracle.py)
+        self._next_anon_vma = 1
+        self._dispatch = {cls: getattr(self, "op_" + cls.name) for cls in O.OPS}
+
+    # =====================================================================================
+    # entry point
+    # =====================================================================================
+    def apply(self, op: O.Op) -> int:
+        """Run one op; returns its user-visible result (0, -errno, a signal or NOT_APPLICABLE)."""
+        handler = self._dispatch.get(type(op))
+        if handler is None:
+            raise BadOp(f"not an op: {op!r}")
+        self.events = []
+        pid = getattr(op, "pid", None)
+        if pid is not None and pid not in self.mms:
+            if not isinstance(pid, int) or not 0 <= pid < O.MAX_PROCS:
+                raise BadOp(f"{op.name}: pid {pid!r} is outside 0..{O.MAX_PROCS - 1}")
+            return O.NOT_APPLICABLE  # no such process
+        for f in O.op_fields(type(op)):
+            kind, _ = O.field_kind(f)
+            v = getattr(op, f.name)
+            lo, hi = O.FIELD_BOUNDS.get(kind, (None, None))
+            if lo is not None and not (isinstance(v, (int, bool)) and lo <= v <= hi):
+                raise BadOp(f"{op.name}: field {f.name}={v!r} is outside {lo}..{hi}")
+        return handler(op)
+
+    def _new_anon_vma(self) -> int:
+        self._next_anon_vma += 1
+        return self._next_anon_vma
+
+    # =====================================================================================
+    # VMA management (mm/vma.c), shared
+    # =====================================================================================
+    def split_vma(self, mm: MM, at: int) -> None:
+        """__split_vma() at page `at`; vma_adjust_trans_huge() first splits a huge PMD across `at`."""
+        v = mm.find_vma(at)
+        if v is None or v.start == at:
+            return
+        if at % HPAGE_PMD_NR:
+            r = at // HPAGE_PMD_NR
+            # split_huge_pmd_if_needed(): the PMD range lies inside the VMA and is huge (or swap)
+            if mm.pmd_kind[r] in (PMD_HUGE, PMD_SWAP):
+                self.split_huge_pmd(mm, r)
+        i = mm.vmas.index(v)
+        mm.vmas[i:i + 1] = [replace(v, end=at), replace(v, start=at)]
+
+    def vma_merge_all(self, mm: MM) -> None:
+        """vma_merge(): adjacent VMAs with the same flags and anon_vma become one."""
+        out: list[Vma] = []
+        for v in sorted(mm.vmas, key=lambda v: v.start):
+            if out and out[-1].end == v.start and out[-1].flags() == v.flags():
+                out[-1] = replace(out[-1], end=v.end)
+            else:
+                out.append(v)
+        mm.vmas = out
+
+    def set_vma_flags(self, mm: MM, lo: int, hi: int, **changes) -> None:
+        """mprotect_fixup()/userfaultfd_register(): split at lo/hi, change flags, merge."""
+        self.split_vma(mm, lo)
+        self.split_vma(mm, hi)
+        mm.vmas = [replace(v, **changes) if lo <= v.start and v.end <= hi else v for v in mm.vmas]
+
+    def do_vmi_munmap(self, mm: MM, lo: int, hi: int) -> None:
+        """do_vmi_munmap(): split the VMAs at lo/hi, zap the range, drop the VMAs, free tables."""
+        if not mm.vmas_in(lo, hi):
+            return
+        self.split_vma(mm, lo)
+        self.split_vma(mm, hi)
+        for v in mm.vmas_in(lo, hi):
+            self.unmap_page_range(mm, v.start, v.end)
+        mm.vmas = [v for v in mm.vmas if not (lo <= v.start and v.end <= hi)]
+        self.free_pgtables(mm, lo, hi)
+
+    def free_pgtables(self, mm: MM, lo: int, hi: int) -> None:
+        """free_pgtables(): a PTE table no VMA covers any more is freed."""
+        for r in range(lo // HPAGE_PMD_NR, (hi - 1) // HPAGE_PMD_NR + 1):
+            sl = region_slice(r)
+            if mm.pmd_kind[r] == PMD_TABLE and not mm.vmas_in(sl.start, sl.stop):
+                if (mm.pte_kind[sl] != PTE_NONE).any():
+                    raise ModelBug("freeing a PTE table that still has entries")
+                mm.clear_pmd(r)
+
+    # =====================================================================================
+    # folio / swap-cache helpers (mm/swap_state.c, mm/swapfile.c), shared
+    # =====================================================================================
+    def folio_free_swap(self, head: int) -> bool:
+        """folio_free_swap(): drop the folio from the swap cache if no slot is referenced any more."""
+        mem, sw = self.mem, self.swap
+        if not mem.in_swapcache(head) or mem.writeback[head]:
+            return False
+        nr = mem.nr_pages(head)
+        if (sw.count[mem.swap[head:head + nr]] > 0).any():  # folio_swapped()
+            return False
+        sw.delete_from_swap_cache(mem, head)
+        mem.dirty[head] = True
+        return True
+
+    def folio_put_if_unused(self, head: int) -> None:
+        """The caller dropped a mapping: free_swap_cache() then the last folio_put()."""
+        mem = self.mem
+        if head == ZERO_PFN or mem.folio_mapped(head):
+            return
+        if mem.in_swapcache(head):
+            self.folio_free_swap(head)
+        if not mem.in_swapcache(head):
+            mem.free_folio(head)
+
+    def swap_put_entries_direct(self, slots: np.ndarray) -> None:
+        """free_swap_and_cache_nr(): put the slots; reclaim cached folios nobody uses any more."""
+        sw, mem = self.swap, self.mem
+        cached_zero = sw.put(slots)
+        if not cached_zero.size:
+            return
+        for head in np.unique(mem.head[sw.cache[cached_zero]]):
+            head = int(head)
+            # __try_to_reclaim_swap(TTRS_UNMAPPED | TTRS_FULL)
+            if mem.folio_mapped(head) or mem.writeback[head]:
+                continue
+            if self.folio_free_swap(head):
+                mem.free_folio(head)
+
+    def folio_maybe_mapped_shared(self, head: int) -> bool:
+        """folio_maybe_mapped_shared(): mapped by more than one mm (exact here)."""
+        mem = self.mem
+        nr = mem.nr_pages(head)
+        if nr == 1:
+            return int(mem.mapcount[head]) > 1
+        users = 0
+        for mm in self.mms.values():
+            if (mm.pmd_pfn == head).any() or ((mm.pte_pfn >= head) & (mm.pte_pfn < head + nr)
+                                              & (mm.pte_kind == PTE_PRESENT)).any():
+                users += 1
+        return users > 1
+
+    def swap_read_folio(self, head: int) -> None:
+        """swap_read_folio(): fill a new swap-cache folio from the device."""
+        mem, sw = self.mem, self.swap
+        nr = mem.nr_pages(head)
+        mem.data[head:head + nr] = sw.data[mem.swap[head:head + nr]]
+        self.vmstat["pswpin"] += nr
+
+    def swapin_order0(self, slot: int) -> int:
+        """read_swap_cache_async()/swapin_readahead() with page-cluster 0: one order-0 folio."""
+        head = self.mem.alloc_folio(0)
+        self.swap.add_to_swap_cache(self.mem, head, slot)
+        self.swap_read_folio(head)
+        return head
+
+    # =====================================================================================
+    # zap (mm/memory.c unmap_page_range / zap_pte_range), shared PTE level
+    # =====================================================================================
+    def unmap_page_range(self, mm: MM, lo: int, hi: int) -> None:
+        """unmap_page_range(): walk [lo, hi); huge PMDs go to zap_huge_pmd or are split first."""
+        for r, a, b in regions_of(lo, hi):
+            kind = mm.pmd_kind[r]
+            if kind == PMD_NONE:
+                continue
+            if kind in (PMD_HUGE, PMD_SWAP):
+                # zap_pmd_range(): is_swap_pmd(*pmd) || pmd_trans_huge(*pmd)
+                if b - a == HPAGE_PMD_NR:
+                    self.zap_huge_pmd(mm, r)
+                    continue
+                self.split_huge_pmd(mm, r)
+            self.zap_pte_range(mm, a, b)
+
+    def zap_pte_range(self, mm: MM, lo: int, hi: int) -> None:
+        """zap_pte_range(): present pages lose a mapping, swap entries put their slot."""
+        mem = self.mem
+        sl = slice(lo, hi)
+        kind = mm.pte_kind[sl]
+        pres = np.flatnonzero(kind == PTE_PRESENT) + lo
+        swp = np.flatnonzero(kind == PTE_SWAP) + lo
+        if pres.size:
+            pfns = mm.pte_pfn[pres]
+            anon = pfns[pfns != ZERO_PFN]
+            if anon.size:
+                # dirty bits move to the folio (zap_present_folio_ptes), then the rmap goes
+                dirty_heads = mem.head[mm.pte_pfn[pres[mm.pte_dirty[pres] & (pfns != ZERO_PFN)]]]
+                mem.dirty[dirty_heads] = True
+                mem.mapcount[anon] -= 1
+                mm.anonpages -= anon.size
+                for head in np.unique(mem.head[anon]):
+                    self.folio_put_if_unused(int(head))
+        slots = mm.pte_swp_off[swp].copy()
+        mm.clear_ptes(sl)
+        if swp.size:
+            mm.swapents -= slots.size
+            self.swap_put_entries_direct(slots)
+
+    # =====================================================================================
+    # fault handling (mm/memory.c), shared PTE level
+    # =====================================================================================
+    def handle_mm_fault(self, mm: MM, page: int, write: bool, fail_alloc: bool) -> int:
+        """handle_mm_fault(): VMA and permission checks, then __handle_mm_fault's PMD dispatch."""
+        vma = mm.find_vma(page)
+        if vma is None:
+            return O.SIGSEGV
+        if write and not vma.prot & 2:
+            return O.SIGSEGV
+        if vma.prot == O.PROT_NONE:
+            return O.SIGSEGV
+        r = page // HPAGE_PMD_NR
+        ret = self.handle_huge_pmd_fault(mm, vma, page, write, fail_alloc)
+        if ret is not None:
+            return ret
+        if mm.pmd_kind[r] == PMD_NONE:
+            mm.pmd_kind[r] = PMD_TABLE  # __pte_alloc()
+        return self.handle_pte_fault(mm, vma, page, write)
+
+    def thp_vma_allowable(self, vma: Vma, r: int) -> bool:
+        """thp_vma_allowable_order(PMD_ORDER): enabled=madvise, the aligned 2 MiB inside the VMA."""
+        sl = region_slice(r)
+        return vma.hugepage and vma.start <= sl.start and sl.stop <= vma.end
+
+    def do_huge_pmd_anonymous_page(self, mm: MM, vma: Vma, r: int, fail_alloc: bool) -> bool:
+        """do_huge_pmd_anonymous_page() (mm/huge_memory.c, unchanged by the series); False = fallback."""
+        if fail_alloc:
+            self.vmstat["thp_fault_fallback"] += 1
+            return False
+        mem = self.mem
+        head = mem.alloc_folio(9)
+        mem.entire_mapcount[head] = 1
+        mem.anon_exclusive[head:head + HPAGE_PMD_NR] = True
+        mm.clear_pmd(r, PMD_HUGE)
+        mm.pmd_pfn[r] = head
+        # entry = maybe_pmd_mkwrite(pmd_mkdirty(entry), vma): pmd_mkdirty sets soft-dirty on x86
+        mm.pmd_write[r] = bool(vma.prot & 2)
+        mm.pmd_dirty[r] = mm.pmd_sd[r] = True
+        mm.anonpages += HPAGE_PMD_NR
+        self.vmstat["thp_fault_alloc"] += 1
+        return True
+
+    def do_huge_pmd_wp_page(self, mm: MM, vma: Vma, r: int, page: int) -> bool:
+        """do_huge_pmd_wp_page() (mm/huge_memory.c, unchanged); False = split and fall back."""
+        mem = self.mem
+        head = int(mm.pmd_pfn[r])
+        reuse = bool(mem.anon_exclusive[head])
+        if not reuse:
+            if mem.folio_ref_count(head) > 1 + (HPAGE_PMD_NR if mem.in_swapcache(head) else 0):
+                self.split_huge_pmd(mm, r)
+                return False
+            if mem.in_swapcache(head):
+                self.folio_free_swap(head)
+            if mem.folio_ref_count(head) != 1:
+                self.split_huge_pmd(mm, r)
+                return False
+            mem.anon_exclusive[head:head + HPAGE_PMD_NR] = True  # folio_move_anon_rmap + SetPageAnonExclusive
+        mm.pmd_write[r] = bool(vma.prot & 2)
+        mm.pmd_dirty[r] = mm.pmd_sd[r] = True
+        return True
+
+    def handle_pte_fault(self, mm: MM, vma: Vma, page: int, write: bool) -> int:
+        """handle_pte_fault()."""
+        kind = mm.pte_kind[page]
+        if kind == PTE_NONE:
+            return self.do_anonymous_page(mm, vma, page, write)
+        if kind == PTE_SWAP:
+            return self.do_swap_page(mm, vma, page, write)
+        if write and not mm.pte_write[page]:
+            return self.do_wp_page(mm, vma, page)
+        return O.OK
+
+    def do_anonymous_page(self, mm: MM, vma: Vma, page: int, write: bool) -> int:
+        """do_anonymous_page(): the zero page on a read, a new exclusive order-0 folio on a write."""
+        if not write:
+            mm.pte_kind[page] = PTE_PRESENT
+            mm.pte_pfn[page] = ZERO_PFN
+            return O.OK
+        mem = self.mem
+        pfn = mem.alloc_folio(0)
+        mem.anon_exclusive[pfn] = True
+        mem.mapcount[pfn] = 1
+        self._set_present_pte(mm, page, pfn, write=bool(vma.prot & 2), dirty=True, sd=True, uw=False)
+        mm.anonpages += 1
+        return O.OK
+
+    def _set_present_pte(self, mm: MM, page, pfn, write, dirty, sd, uw) -> None:
+        mm.pte_kind[page] = PTE_PRESENT
+        mm.pte_pfn[page] = pfn
+        mm.pte_write[page] = write
+        mm.pte_dirty[page] = dirty
+        mm.pte_sd[page] = sd
+        mm.pte_uw[page] = uw
+        mm.pte_swp_off[page] = -1
+        mm.pte_swp_excl[page] = False
+
+    def do_wp_page(self, mm: MM, vma: Vma, page: int) -> int:
+        """do_wp_page(): uffd-wp trap, reuse an exclusive page, or copy it (wp_page_copy)."""
+        mem = self.mem
+        if vma.uffd_wp and mm.pte_uw[page]:
+            return O.UFFD_WP_TRAP  # userfaultfd_pte_wp() -> handle_userfault(VM_UFFD_WP)
+        pfn = int(mm.pte_pfn[page])
+        if pfn != ZERO_PFN:
+            head = int(mem.head[pfn])
+            if mem.anon_exclusive[pfn] or self.wp_can_reuse_anon_folio(head, pfn):
+                mem.anon_exclusive[pfn] = True
+                # wp_page_reuse(): maybe_mkwrite(pte_mkdirty(entry))
+                mm.pte_write[page] = bool(vma.prot & 2)
+                mm.pte_dirty[page] = mm.pte_sd[page] = True
+                return O.OK
+        return self.wp_page_copy(mm, vma, page)
+
+    def wp_can_reuse_anon_folio(self, head: int, pfn: int) -> bool:
+        """wp_can_reuse_anon_folio() / __wp_can_reuse_large_anon_folio()."""
+        mem = self.mem
+        if mem.nr_pages(head) > 1:
+            mapcount = mem.folio_mapcount(head)
+            if mapcount <= 1 or self.folio_maybe_mapped_shared(head):
+                return False
+            return mapcount == mem.folio_ref_count(head)  # the swap cache's references break it
+        if mem.folio_ref_count(head) > 1 + (1 if mem.in_swapcache(head) else 0):
+            return False
+        if mem.in_swapcache(head):
+            self.folio_free_swap(head)
+        return mem.folio_ref_count(head) == 1
+
+    def wp_page_copy(self, mm: MM, vma: Vma, page: int) -> int:
+        """wp_page_copy(): a private order-0 copy, mapped writable and dirty."""
+        mem = self.mem
+        old = int(mm.pte_pfn[page])
+        new = mem.alloc_folio(0)
+        mem.data[new] = mem.data[old]
+        mem.anon_exclusive[new] = True
+        mem.mapcount[new] = 1
+        if old != ZERO_PFN:
+            mem.mapcount[old] -= 1
+            self.folio_put_if_unused(int(mem.head[old]))
+        else:
+            mm.anonpages += 1
+        self._set_present_pte(mm, page, new, write=bool(vma.prot & 2), dirty=True, sd=True, uw=False)
+        return O.OK
+
+    def do_swap_page(self, mm: MM, vma: Vma, page: int, write: bool) -> int:
+        """do_swap_page() (mm/memory.c): swap-in of one PTE, or of a whole large cached folio."""
+        mem, sw = self.mem, self.swap
+        slot = int(mm.pte_swp_off[page])
+        head = sw.cached_head(mem, slot)
+        if head < 0:
+            # swapin_readahead()/alloc_swap_folio(): mTHP off, page-cluster 0 -> one order-0 folio
+            head = self.swapin_order0(slot)
+        nr_folio = mem.nr_pages(head)
+        fbase = int(mem.swap[head])
+        idx = slot - fbase
+        start, nr = page, 1
+        if nr_folio > 1:
+            # "entirely map large folios found in swapcache": folio inside the PMD and the VMA, and
+            # swap_pte_batch() finds nr consecutive entries with identical SD/UW/EXCL
+            s = page - idx
+            if (s % HPAGE_PMD_NR == 0 and vma.start <= s and s + nr_folio <= vma.end
+                    and self._swap_pte_batch_ok(mm, s, fbase, nr_folio)):
+                start, nr = s, nr_folio
+        sl = slice(start, start + nr)
+        exclusive = bool(mm.pte_swp_excl[page])
+        sd, uw = bool(mm.pte_sd[page]), bool(mm.pte_uw[page])
+        slots = mm.pte_swp_off[sl].copy()
+        pfns = (head + (slots - fbase)).astype(np.int32)
+        # should_try_to_free_swap(): evaluated before the mapping exists (extra_refs)
+        free_cache = sw.sync or (write and mem.folio_mapcount(head) == 0)
+        # writable: !KSM && exclusive && VM_WRITE && !userfaultfd_pte_wp && !pte_needs_soft_dirty_wp
+        writable = (exclusive and bool(vma.prot & 2) and not (vma.uffd_wp and uw)
+                    and not (not vma.softdirty and not sd))
+        dirty = write and writable
+        mm.pte_kind[sl] = PTE_PRESENT
+        mm.pte_pfn[sl] = pfns
+        mm.pte_write[sl] = writable
+        mm.pte_dirty[sl] = dirty
+        mm.pte_sd[sl] = sd or dirty  # pte_mkdirty sets soft-dirty on x86
+        mm.pte_uw[sl] = uw
+        mm.pte_swp_off[sl] = -1
+        mm.pte_swp_excl[sl] = False
+        mem.mapcount[pfns] += 1
+        if exclusive:
+            mem.anon_exclusive[pfns] = True  # RMAP_EXCLUSIVE
+        mm.anonpages += nr
+        mm.swapents -= nr
+        sw.put(slots)  # folio_put_swap(): the folio is still cached, so no slot is freed here
+        if free_cache:
+            self.folio_free_swap(head)
+        if write and not writable:
+            return self.do_wp_page(mm, vma, page)
+        return O.OK
+
+    def _swap_pte_batch_ok(self, mm: MM, s: int, fbase: int, nr: int) -> bool:
+        sl = slice(s, s + nr)
+        if not (mm.pte_kind[sl] == PTE_SWAP).all():
+            return False
+        if not (mm.pte_swp_off[sl] == np.arange(fbase, fbase + nr)).all():
+            return False
+        return all(bool((a == a[0]).all()) for a in (mm.pte_sd[sl], mm.pte_uw[sl], mm.pte_swp_excl[sl]))
+
+    # =====================================================================================
+    # reclaim (mm/madvise.c, mm/vmscan.c, mm/rmap.c): shared folio-level steps
+    # =====================================================================================
+    def madvise_cold_or_pageout_pte_range(self, mm: MM, lo: int, hi: int) -> list[int]:
+        """Collect the folios MADV_PAGEOUT isolates from [lo, hi) (exclusively mapped ones only)."""
+        folios: list[int] = []
+        for r, a, b in regions_of(lo, hi):
+            if mm.pmd_kind[r] in (PMD_HUGE, PMD_SWAP):
+                got = self.madvise_pageout_huge_pmd(mm, r, a, b)
+                if got is not None:
+                    folios += got
+                    continue
+            if mm.pmd_kind[r] == PMD_TABLE:
+                folios += self._pageout_pte_range(mm, a, b)
+        return folios
+
+    def _pageout_present_huge_pmd(self, mm: MM, r: int, a: int, b: int) -> list[int] | None:
+        """The pmd_trans_huge() branch: None means the folio was split, go on at PTE level."""
+        head = int(mm.pmd_pfn[r])
+        if self.folio_maybe_mapped_shared(head):
+            return []  # "Do not interfere with other mappings of this folio"
+        if b - a != HPAGE_PMD_NR:
+            return None if self.split_folio(head) == 0 else []
+        return [head]
+
+    def _pageout_pte_range(self, mm: MM, a: int, b: int) -> list[int]:
+        mem = self.mem
+        out: list[int] = []
+        p = a
+        while p < b:
+            if mm.pte_kind[p] != PTE_PRESENT or mm.pte_pfn[p] == ZERO_PFN:
+                p += 1
+                continue
+            pfn = int(mm.pte_pfn[p])
+            head = int(mem.head[pfn])
+            nr = mem.nr_pages(head)
+            if nr > 1:
+                if self.folio_maybe_mapped_shared(head):
+                    break  # the kernel leaves the rest of this PMD alone
+                n = self._folio_pte_batch(mm, p, b, head)
+                if n < nr:
+                    if self.split_folio(head) != 0:
+                        p += 1
+                    continue  # re-examine p: the folio is small now
+                out.append(head)
+                p += n
+                continue
+            if mem.mapcount[pfn] == 1:  # folio_mapcount(folio) == folio_nr_pages(folio)
+                out.append(head)
+            p += 1
+        return out
+
+    def _folio_pte_batch(self, mm: MM, p: int, end: int, head: int) -> int:
+        """folio_pte_batch(): consecutive PTEs from p mapping consecutive pages of the folio."""
+        nr = self.mem.nr_pages(head)
+        pfn = int(mm.pte_pfn[p])
+        n = min(end - p, head + nr - pfn)
+        ok = (mm.pte_kind[p:p + n] == PTE_PRESENT) & (mm.pte_pfn[p:p + n] == np.arange(pfn, pfn + n))
+        bad = np.flatnonzero(~ok)
+        return int(bad[0]) if bad.size else n
+
+    def shrink_folio_list(self, heads: list[int]) -> None:
+        """shrink_folio_list() for anonymous folios (reclaim_pages from MADV_PAGEOUT)."""
+        mem = self.mem
+        queue = list(dict.fromkeys(heads))
+        while queue:
+            head = queue.pop(0)
+            if mem.head[head] != head or not mem.folio_mapped(head) and not mem.in_swapcache(head):
+                continue  # freed or split away meanwhile
+            nr = mem.nr_pages(head)
+            if not mem.lazyfree[head] and not mem.in_swapcache(head):
+                if nr > 1 and self._partially_mapped(head):
+                    # "Split partially mapped folios right away"
+                    queue[:0] = self._split_to_list(head)
+                    continue
+                base = self.swap.alloc_slots(9 if nr > 1 else 0) if self.swap else -1
+                if base < 0:
+                    if nr == 1 or self.swap is None:
+                        continue  # activate_locked
+                    # folio_alloc_swap() failed: split and swap the pages out one by one
+                    self.vmstat["thp_swpout_fallback"] += 1
+                    queue[:0] = self._split_to_list(head)
+                    continue
+                self.swap.add_to_swap_cache(mem, head, base)
+                mem.dirty[head] = True  # add_to_swap(): folio_mark_dirty()
+            if mem.folio_mapped(head):
+                self.try_to_unmap(head)
+                if mem.head[head] != head or mem.folio_mapped(head):
+                    continue  # keep
+            if not mem.in_swapcache(head):
+                # a clean lazyfree folio was discarded by try_to_unmap: free it
+                mem.free_folio(head)
+                continue
+            if mem.dirty[head]:
+                self.swap_writeout(head)
+                if mem.writeback[head]:
+                    continue  # async device: stays cached under writeback
+            # __remove_mapping(): clean and unmapped, leaves the swap cache and is freed
+            self.swap.delete_from_swap_cache(mem, head)
+            mem.free_folio(head)
+
+    def _partially_mapped(self, head: int) -> bool:
+        mem = self.mem
+        return not mem.entire_mapcount[head] and not mem.mapcount[head:head + HPAGE_PMD_NR].all()
+
+    def _split_to_list(self, head: int) -> list[int]:
+        """split_folio_to_list(): the surviving order-0 folios, to be reclaimed in this pass."""
+        if self.split_folio(head) != 0:
+            return []
+        mem = self.mem
+        return [p for p in range(head, head + HPAGE_PMD_NR) if mem.head[p] == p]
+
+    def swap_writeout(self, head: int) -> None:
+        """pageout() -> swap_writeout(): a synchronous device completes at once, a disk later."""
+        mem, sw = self.mem, self.swap
+        nr = mem.nr_pages(head)
+        self.vmstat["pswpout"] += nr
+        if nr == HPAGE_PMD_NR:
+            self.vmstat["thp_swpout"] += 1
+        if sw.sync:
+            sw.swap_writeout(mem, head)
+        else:
+            sw.start_writeback(mem, head)
+
+    def try_to_unmap(self, head: int) -> None:
+        """try_to_unmap(TTU_SPLIT_HUGE_PMD): the rmap walk over every mm mapping the folio."""
+        mem = self.mem
+        nr = mem.nr_pages(head)
+        for mm in list(self.mms.values()):
+            if nr == HPAGE_PMD_NR:
+                for r in np.flatnonzero((mm.pmd_kind == PMD_HUGE) & (mm.pmd_pfn == head)):
+                    r = int(r)
+                    if not mem.in_swapcache(head):
+                        # lazyfree: unmap_huge_pmd_locked() -> __discard_anon_folio_pmd_locked()
+                        if mm.pmd_dirty[r] or mem.dirty[head]:
+                            mem.lazyfree[head] = False  # folio_set_swapbacked(); unmap fails
+                            return
+                        mm.clear_pmd(r, PMD_TABLE)  # the deposited table becomes the (empty) table
+                        mem.entire_mapcount[head] -= 1
+                        mm.anonpages -= HPAGE_PMD_NR
+                        continue
+                    self.try_to_unmap_one_pmd(mm, r, head)
+            pages = np.flatnonzero((mm.pte_kind == PTE_PRESENT) & (mm.pte_pfn >= head)
+                                   & (mm.pte_pfn < head + nr))
+            if pages.size and not self._try_to_unmap_ptes(mm, pages, head):
+                return
+
+    def _try_to_unmap_ptes(self, mm: MM, pages: np.ndarray, head: int) -> bool:
+        """try_to_unmap_one(), PTE part: a swap entry per PTE, or discard of a clean lazyfree folio."""
+        mem, sw = self.mem, self.swap
+        pfns = mm.pte_pfn[pages]
+        if not mem.in_swapcache(head):
+            # MADV_FREE'd folio: a PTE dirtied since means the data is live again
+            if mm.pte_dirty[pages].any() or mem.dirty[head]:
+                mem.lazyfree[head] = False
+                return False
+            mem.mapcount[pfns] -= 1
+            mm.anonpages -= pages.size
+            self._clear_pte_list(mm, pages)
+            return True
+        slots = mem.swap[pfns]
+        sw.dup(slots)  # folio_dup_swap()
+        if mm.pte_dirty[pages].any():
+            mem.dirty[head] = True
+        excl = mem.anon_exclusive[pfns].copy()
+        mem.anon_exclusive[pfns] = False  # folio_try_share_anon_rmap_pte()
+        mem.mapcount[pfns] -= 1
+        mm.pte_kind[pages] = PTE_SWAP
+        mm.pte_pfn[pages] = -1
+        mm.pte_swp_off[pages] = slots
+        mm.pte_swp_excl[pages] = excl
+        mm.pte_write[pages] = False
+        mm.pte_dirty[pages] = False
+        # soft-dirty and uffd-wp carry over: pte_swp_mksoft_dirty / pte_swp_mkuffd_wp
+        mm.anonpages -= pages.size
+        mm.swapents += pages.size
+        self.mmlist_add(mm.pid)
+        return True
+
+    def _clear_pte_list(self, mm: MM, pages: np.ndarray) -> None:
+        for a in (mm.pte_write, mm.pte_dirty, mm.pte_sd, mm.pte_uw, mm.pte_swp_excl):
+            a[pages] = False
+        mm.pte_kind[pages] = PTE_NONE
+        mm.pte_pfn[pages] = -1
+        mm.pte_swp_off[pages] = -1
+
+    def mmlist_add(self, pid: int, after: int | None = None) -> None:
+        """list_add(&mm->mmlist, ...): the order swapoff walks mms in."""
+        if pid in self.mmlist:
+            return
+        if after is not None and after in self.mmlist:
+            self.mmlist.insert(self.mmlist.index(after) + 1, pid)
+        else:
+            self.mmlist.append(pid)
+
+    # =====================================================================================
+    # folio split (mm/huge_memory.c split_folio, debugfs split_huge_pages), shared
+    # =====================================================================================
+    def split_folio(self, head: int) -> int:
+        """split_folio() to order 0: PMD mappings become PTE mappings first (present PMDs only:
+        page_vma_mapped_walk() never visits a PMD swap entry)."""
+        mem = self.mem
+        if mem.nr_pages(head) == 1:
+            return 0
+        if mem.writeback[head]:
+            return EBUSY
+        for mm in self.mms.values():
+            for r in np.flatnonzero((mm.pmd_kind == PMD_HUGE) & (mm.pmd_pfn == head)):
+                self.split_huge_pmd(mm, int(r))
+        mem.split_folio_to_order0(head)
+        # pages nobody maps and the swap cache does not hold are freed by the split
+        for pfn in range(head, head + HPAGE_PMD_NR):
+            if not mem.mapcount[pfn] and mem.swap[pfn] < 0:
+                mem.free_folio(pfn)
+        return 0
+
+    def _split_present_huge_pmd(self, mm: MM, r: int) -> None:
+        """__split_huge_pmd_locked(), present anon branch (unchanged by the series)."""
+        mem = self.mem
+        head = int(mm.pmd_pfn[r])
+        sl = region_slice(r)
+        mm.pte_kind[sl] = PTE_PRESENT
+        mm.pte_pfn[sl] = np.arange(head, head + HPAGE_PMD_NR, dtype=np.int32)
+        mm.pte_write[sl] = mm.pmd_write[r]
+        mm.pte_dirty[sl] = mm.pmd_dirty[r]
+        mm.pte_sd[sl] = mm.pmd_sd[r]
+        mm.pte_uw[sl] = mm.pmd_uw[r]
+        mm.pte_swp_off[sl] = -1
+        mm.pte_swp_excl[sl] = False
+        if mm.pmd_dirty[r]:
+            mem.dirty[head] = True
+        mem.mapcount[head:head + HPAGE_PMD_NR] += 1
+        mem.entire_mapcount[head] -= 1
+        mm.clear_pmd(r, PMD_TABLE)
+        self.vmstat["thp_split_pmd"] += 1
+
+    def split_huge_pmd(self, mm: MM, r: int) -> None:
+        """__split_huge_pmd(): take the lock, then the model's __split_huge_pmd_locked()
+        (Python would mangle the kernel's leading underscores, so the methods drop them)."""
+        if mm.pmd_kind[r] in (PMD_HUGE, PMD_SWAP):
+            self.split_huge_pmd_locked(mm, r)
+
+    # =====================================================================================
+    # fork (kernel/fork.c dup_mmap, mm/memory.c copy_page_range), shared PTE level
+    # =====================================================================================
+    def copy_page_range(self, dst: MM, src: MM, vma: Vma, dst_vma: Vma) -> None:
+        for r, a, b in regions_of(vma.start, vma.end):
+            kind = src.pmd_kind[r]
+            if kind in (PMD_HUGE, PMD_SWAP):
+                self.copy_huge_pmd(dst, src, r, dst_vma)
+            elif kind == PMD_TABLE:
+                if dst.pmd_kind[r] == PMD_NONE:
+                    dst.pmd_kind[r] = PMD_TABLE
+                self.copy_pte_range(dst, src, a, b, dst_vma)
+
+    def copy_pte_range(self, dst: MM, src: MM, a: int, b: int, dst_vma: Vma) -> None:
+        """copy_pte_range(): copy_nonpresent_pte() for swap entries, copy_present_ptes() else."""
+        mem = self.mem
+        sl = slice(a, b)
+        kind = src.pte_kind[sl]
+        swp = np.flatnonzero(kind == PTE_SWAP) + a
+        pres = np.flatnonzero(kind == PTE_PRESENT) + a
+        for arr in ("pte_kind", "pte_pfn", "pte_dirty", "pte_sd", "pte_swp_off"):
+            getattr(dst, arr)[swp] = getattr(src, arr)[swp]
+            getattr(dst, arr)[pres] = getattr(src, arr)[pres]
+        # uffd-wp survives only if userfaultfd_wp(dst_vma) (no UFFD_FEATURE_EVENT_FORK: never)
+        dst.pte_uw[swp] = src.pte_uw[swp] & dst_vma.uffd_wp
+        dst.pte_uw[pres] = src.pte_uw[pres] & dst_vma.uffd_wp
+        if swp.size:
+            self.swap.dup(src.pte_swp_off[swp])  # swap_dup_entry_direct()
+            src.pte_swp_excl[swp] = False  # "Mark the swap entry as shared"
+            dst.pte_swp_excl[swp] = False
+            dst.swapents += swp.size
+            self.mmlist_add(dst.pid, after=src.pid)
+        if pres.size:
+            pfns = src.pte_pfn[pres]
+            anon = pfns != ZERO_PFN
+            apfns = pfns[anon]
+            mem.anon_exclusive[apfns] = False  # folio_try_dup_anon_rmap_ptes()
+            mem.mapcount[apfns] += 1
+            src.pte_write[pres] = False  # ptep_set_wrprotect() on a COW mapping
+            dst.pte_write[pres] = False
+            dst.anonpages += int(anon.sum())
+
+    def _zap_present_huge_pmd(self, mm: MM, r: int) -> None:
+        """zap_huge_pmd(), present branch (unchanged): the deposited table is freed with the PMD."""
+        mem = self.mem
+        head = int(mm.pmd_pfn[r])
+        if mm.pmd_dirty[r]:
+            mem.dirty[head] = True
+        mem.entire_mapcount[head] -= 1
+        mm.anonpages -= HPAGE_PMD_NR
+        mm.clear_pmd(r)
+        self.folio_put_if_unused(head)
+
+    def _copy_present_huge_pmd(self, dst: MM, src: MM, r: int, dst_vma: Vma) -> None:
+        """copy_huge_pmd(), present branch (unchanged by the series)."""
+        mem = self.mem
+        head = int(src.pmd_pfn[r])
+        mem.anon_exclusive[head:head + HPAGE_PMD_NR] = False  # folio_try_dup_anon_rmap_pmd()
+        mem.entire_mapcount[head] += 1
+        src.pmd_write[r] = False  # pmdp_set_wrprotect()
+        dst.clear_pmd(r, PMD_HUGE)
+        dst.pmd_pfn[r] = head
+        dst.pmd_dirty[r] = src.pmd_dirty[r]
+        dst.pmd_sd[r] = src.pmd_sd[r]
+        dst.pmd_uw[r] = src.pmd_uw[r] and dst_vma.uffd_wp
+        dst.anonpages += HPAGE_PMD_NR
+
+    # =====================================================================================
+    # change_protection (mm/mprotect.c), shared PTE level
+    # =====================================================================================
+    def change_protection(self, mm: MM, vma: Vma, lo: int, hi: int, mode: str) -> None:
+        """change_protection(); mode is "prot", "uffd_wp" (MM_CP_UFFD_WP) or "uffd_wp_resolve"."""
+        for r, a, b in regions_of(lo, hi):
+            if mm.pmd_kind[r] in (PMD_HUGE, PMD_SWAP):
+                if b - a == HPAGE_PMD_NR:
+                    self.change_huge_pmd(mm, vma, r, mode)
+                    continue
+                self.split_huge_pmd(mm, r)
+            if mm.pmd_kind[r] == PMD_TABLE:
+                self.change_pte_range(mm, vma, a, b, mode)
+
+    def change_pte_range(self, mm: MM, vma: Vma, a: int, b: int, mode: str) -> None:
+        mem = self.mem
+        sl = slice(a, b)
+        kind = mm.pte_kind[sl]
+        pres = np.flatnonzero(kind == PTE_PRESENT) + a
+        swp = np.flatnonzero(kind == PTE_SWAP) + a
+        if mode == "uffd_wp":
+            mm.pte_uw[pres] = True
+            mm.pte_uw[swp] = True
+        elif mode == "uffd_wp_resolve":
+            mm.pte_uw[pres] = False
+            mm.pte_uw[swp] = False
+        # pte_modify() to the VMA's COW protection, then MM_CP_TRY_CHANGE_WRITABLE when VM_WRITE
+        pfns = mm.pte_pfn[pres]
+        writable = np.zeros(pres.size, dtype=bool)
+        if vma.prot & 2 and mode != "uffd_wp":
+            # can_change_pte_writable(): anon-exclusive, no soft-dirty tracking pending, no uffd-wp
+            writable = ((pfns != ZERO_PFN) & mem.anon_exclusive[np.maximum(pfns, 0)]
+                        & (vma.softdirty | mm.pte_sd[pres]) & ~(mm.pte_uw[pres] & vma.uffd_wp))
+            writable |= mm.pte_write[pres] & (mode != "prot")
+        mm.pte_write[pres] = writable
+
+    def _change_present_huge_pmd(self, mm: MM, vma: Vma, r: int, mode: str) -> None:
+        """change_huge_pmd(), present branch (unchanged by the series)."""
+        head = int(mm.pmd_pfn[r])
+        if mode == "uffd_wp":
+            mm.pmd_uw[r] = True
+        elif mode == "uffd_wp_resolve":
+            mm.pmd_uw[r] = False
+        writable = False
+        if vma.prot & 2 and mode != "uffd_wp":
+            writable = (bool(self.mem.anon_exclusive[head]) and (vma.softdirty or bool(mm.pmd_sd[r]))
+                        and not (mm.pmd_uw[r] and vma.uffd_wp))
+            writable = writable or (bool(mm.pmd_write[r]) and mode != "prot")
+        mm.pmd_write[r] = writable
+
+    # =====================================================================================
+    # MADV_FREE (mm/madvise.c madvise_free_pte_range), shared PTE level
+    # =====================================================================================
+    def madvise_free_single_vma(self, mm: MM, lo: int, hi: int) -> None:
+        for r, a, b in regions_of(lo, hi):
+            if mm.pmd_kind[r] in (PMD_HUGE, PMD_SWAP):
+                if self.madvise_free_huge_pmd(mm, r, a, b):
+                    continue
+            if mm.pmd_kind[r] == PMD_TABLE:
+                self.madvise_free_pte_range(mm, a, b)
+
+    def _madvise_free_present_huge_pmd(self, mm: MM, r: int, a: int, b: int) -> bool:
+        """madvise_free_huge_pmd(), present branch; False: split, go on at PTE level."""
+        mem = self.mem
+        head = int(mm.pmd_pfn[r])
+        if self.folio_maybe_mapped_shared(head):
+            return True  # skipped, and pte_offset_map() on the huge PMD finds nothing either
+        if b - a != HPAGE_PMD_NR:
+            return self.split_folio(head) != 0
+        mem.dirty[head] = False
+        mm.pmd_dirty[r] = False
+        self.folio_mark_lazyfree(head)
+        return True
+
+    def folio_mark_lazyfree(self, head: int) -> None:
+        """folio_mark_lazyfree(): only a swap-backed folio outside the swap cache."""
+        if not self.mem.in_swapcache(head):
+            self.mem.lazyfree[head] = True
+
+    def madvise_free_pte_range(self, mm: MM, a: int, b: int) -> None:
+        mem = self.mem
+        swp = np.flatnonzero(mm.pte_kind[a:b] == PTE_SWAP) + a
+        if swp.size:
+            slots = mm.pte_swp_off[swp].copy()
+            self._clear_pte_list(mm, swp)
+            mm.swapents -= swp.size
+            self.swap_put_entries_direct(slots)
+        p = a
+        while p < b:
+            if mm.pte_kind[p] != PTE_PRESENT or mm.pte_pfn[p] == ZERO_PFN:
+                p += 1
+                continue
+            pfn = int(mm.pte_pfn[p])
+            head = int(mem.head[pfn])
+            nr = mem.nr_pages(head)
+            if nr > 1:
+                if self.folio_maybe_mapped_shared(head):
+                    break
+                n = self._folio_pte_batch(mm, p, b, head)
+                if n < nr:
+                    if self.split_folio(head) != 0:
+                        p += 1
+                    continue
+            else:
+                n = 1
+            if mem.in_swapcache(head) or mem.dirty[head]:
+                if mem.folio_mapcount(head) != nr:
+                    p += n
+                    continue
+                if mem.in_swapcache(head) and not self.folio_free_swap(head):
+                    p += n
+                    continue
+                mem.dirty[head] = False
+            mm.pte_dirty[p:p + n] = False
+            self.folio_mark_lazyfree(head)
+            p += n
+
+    # =====================================================================================
+    # mremap (mm/mremap.c move_page_tables), shared PTE level
+    # =====================================================================================
+    def move_page_tables(self, mm: MM, old: int, new: int, n: int, clear_uw: bool) -> None:
+        end = old + n
+        while old < end:
+            extent = min(end, (old // HPAGE_PMD_NR + 1) * HPAGE_PMD_NR) - old
+            extent = min(extent, (new // HPAGE_PMD_NR + 1) * HPAGE_PMD_NR - new)
+            ro, rn = old // HPAGE_PMD_NR, new // HPAGE_PMD_NR
+            kind = mm.pmd_kind[ro]
+            if kind in (PMD_HUGE, PMD_SWAP):
+                if extent == HPAGE_PMD_NR and mm.pmd_kind[rn] == PMD_NONE:
+                    self.move_huge_pmd(mm, ro, rn, clear_uw)
+                    old, new = old + extent, new + extent
+                    continue
+                self.split_huge_pmd(mm, ro)
+            elif kind == PMD_NONE:
+                old, new = old + extent, new + extent
+                continue
+            elif extent == HPAGE_PMD_NR and mm.pmd_kind[rn] == PMD_NONE and not clear_uw:
+                self.move_normal_pmd(mm, ro, rn)
+                old, new = old + extent, new + extent
+                continue
+            if mm.pmd_kind[rn] == PMD_NONE:
+                mm.pmd_kind[rn] = PMD_TABLE
+            self.move_ptes(mm, old, new, extent, clear_uw)
+            old, new = old + extent, new + extent
+
+    def move_normal_pmd(self, mm: MM, ro: int, rn: int) -> None:
+        """move_normal_pmd(): the whole PTE table moves; entries keep every bit (no soft-dirty)."""
+        so, sn = region_slice(ro), region_slice(rn)
+        for name in ("pte_kind", "pte_pfn", "pte_write", "pte_dirty", "pte_sd", "pte_uw",
+                     "pte_swp_off", "pte_swp_excl"):
+            arr = getattr(mm, name)
+            arr[sn] = arr[so]
+        mm.clear_ptes(so)
+        mm.pmd_kind[rn] = PMD_TABLE
+        mm.clear_pmd(ro)
+
+    def move_ptes(self, mm: MM, old: int, new: int, n: int, clear_uw: bool) -> None:
+        """move_ptes(): every moved entry gets soft-dirty (move_soft_dirty_pte)."""
+        so, sn = slice(old, old + n), slice(new, new + n)
+        moved = mm.pte_kind[so] != PTE_NONE
+        for name in ("pte_kind", "pte_pfn", "pte_write", "pte_dirty", "pte_sd", "pte_uw",
+                     "pte_swp_off", "pte_swp_excl"):
+            arr = getattr(mm, name)
+            arr[sn] = np.where(moved, arr[so], arr[sn])
+        tgt = np.flatnonzero(moved) + new
+        mm.pte_sd[tgt] = True
+        if clear_uw:
+            mm.pte_uw[tgt] = False
+        mm.clear_ptes(so)
+
+    def _move_present_huge_pmd(self, mm: MM, ro: int, rn: int, clear_uw: bool) -> None:
+        """move_huge_pmd(), present branch: move_soft_dirty_pmd() sets soft-dirty."""
+        for name in ("pmd_kind", "pmd_pfn", "pmd_write", "pmd_dirty", "pmd_sd", "pmd_uw",
+                     "pmd_swp_off", "pmd_swp_excl"):
+            arr = getattr(mm, name)
+            arr[rn] = arr[ro]
+        mm.clear_pmd(ro)
+        mm.pmd_sd[rn] = True
+        if clear_uw:
+            mm.pmd_uw[rn] = False
+
+    # =====================================================================================
+    # swapoff (mm/swapfile.c try_to_unuse), shared PTE level
+    # =====================================================================================
+    def unuse_pte_range(self, mm: MM, a: int, b: int) -> None:
+        mem, sw = self.mem, self.swap
+        for p in np.flatnonzero(mm.pte_kind[a:b] == PTE_SWAP) + a:
+            p = int(p)
+            slot = int(mm.pte_swp_off[p])
+            head = sw.cached_head(mem, slot)
+            if head < 0:
+                head = self.swapin_order0(slot)
+            if mem.writeback[head]:
+                sw.end_writeback(mem, head)  # folio_wait_writeback()
+            self.unuse_pte(mm, p, head, slot)
+            self.folio_free_swap(head)
+
+    def unuse_pte(self, mm: MM, p: int, head: int, slot: int) -> None:
+        """unuse_pte(): read-only and old, soft-dirty and uffd-wp kept, RMAP_EXCLUSIVE if exclusive."""
+        mem = self.mem
+        pfn = head + (slot - int(mem.swap[head]))
+        excl = bool(mm.pte_swp_excl[p])
+        self._set_present_pte(mm, p, pfn, write=False, dirty=False, sd=bool(mm.pte_sd[p]),
+                              uw=bool(mm.pte_uw[p]))
+        mem.mapcount[pfn] += 1
+        if excl:
+            mem.anon_exclusive[pfn] = True
+        mm.swapents -= 1
+        mm.anonpages += 1
+        self.swap.put(np.array([slot]))
+
+    # =====================================================================================
+    # clear_refs (fs/proc/task_mmu.c), shared PTE level
+    # =====================================================================================
+    def clear_soft_dirty_ptes(self, mm: MM, a: int, b: int) -> None:
+        """clear_soft_dirty(): present -> write-protect + clear SD; swap -> clear swp SD."""
+        sl = slice(a, b)
+        mm.pte_sd[sl] = False
+        mm.pte_write[sl] &= mm.pte_kind[sl] != PTE_PRESENT
+
+    def _clear_soft_dirty_present_pmd(self, mm: MM, r: int) -> None:
+        mm.pmd_sd[r] = False
+        mm.pmd_write[r] = False
+
+    # =====================================================================================
+    # UFFDIO_MOVE (mm/userfaultfd.c move_pages), shared PTE level
+    # =====================================================================================
+    def move_pages_pte(self, mm: MM, src: int, dst: int, dst_vma: Vma) -> int:
+        mem = self.mem
+        if mm.pte_kind[dst] != PTE_NONE:
+            return EEXIST
+        kind = mm.pte_kind[src]
+        if kind == PTE_NONE:
+            return ENOENT
+        if kind == PTE_SWAP:
+            if not mm.pte_swp_excl[src]:
+                return EBUSY
+            head = self.swap.cached_head(mem, int(mm.pte_swp_off[src]))
+            if head >= 0 and mem.nr_pages(head) > 1:
+                return EBUSY  # "We don't support large folio moves currently"
+            self._move_pte(mm, src, dst)
+            mm.pte_sd[dst] = True  # pte_swp_mksoft_dirty(); uffd-wp and exclusive stay
+            return O.OK
+        pfn = int(mm.pte_pfn[src])
+        if pfn == ZERO_PFN:
+            self._move_pte(mm, src, dst)
+            return O.OK
+        head = int(mem.head[pfn])
+        if not mem.anon_exclusive[pfn]:
+            return EBUSY
+        if mem.nr_pages(head) > 1:
+            err = self.split_folio(head)
+            if err:
+                return err
+        # move_present_ptes(): a fresh dst PTE, soft-dirty, dirty as the source, writable, no uffd-wp
+        dirty = bool(mm.pte_dirty[src])
+        self._move_pte(mm, src, dst)
+        mm.pte_sd[dst] = True
+        mm.pte_dirty[dst] = dirty
+        mm.pte_write[dst] = bool(dst_vma.prot & 2)
+        mm.pte_uw[dst] = False
+        return O.OK
+
+    def _move_pte(self, mm: MM, src: int, dst: int) -> None:
+        for name in ("pte_kind", "pte_pfn", "pte_write", "pte_dirty", "pte_sd", "pte_uw",
+                     "pte_swp_off", "pte_swp_excl"):
+            arr = getattr(mm, name)
+            arr[dst] = arr[src]
+        mm.clear_ptes(slice(src, src + 1))
+
+    def _move_present_huge_pmd_uffd(self, mm: MM, rs: int, rd: int, dst_vma: Vma) -> int:
+        """move_pages_huge_pmd(), present THP (unchanged by the series)."""
+        head = int(mm.pmd_pfn[rs])
+        if not self.mem.anon_exclusive[head]:
+            return EBUSY
+        for name in ("pmd_kind", "pmd_pfn", "pmd_write", "pmd_dirty", "pmd_sd", "pmd_uw",
+                     "pmd_swp_off", "pmd_swp_excl"):
+            arr = getattr(mm, name)
+            arr[rd] = arr[rs]
+        mm.clear_pmd(rs)
+        # _dst_pmd = pmd_mkwrite(pmd_mkdirty(folio_mk_pmd(...))): soft-dirty, no uffd-wp
+        mm.pmd_write[rd] = bool(dst_vma.prot & 2)
+        mm.pmd_dirty[rd] = mm.pmd_sd[rd] = True
+        mm.pmd_uw[rd] = False
+        return O.OK
+
+    # =====================================================================================
+    # op entry points: syscall argument checks and error returns (shared)
+    # =====================================================================================
+    @staticmethod
+    def _range(op) -> tuple[int, int]:
+        return op.start, op.start + op.npages
+
+    def op_mmap(self, op: O.Mmap) -> int:
+        mm = self.mms[op.pid]
+        lo, hi = self._range(op)
+        if hi > VA_PAGES:
+            return ENOMEM  # beyond TASK_SIZE
+        if mm.vmas_in(lo, hi):
+            return EEXIST  # MAP_FIXED_NOREPLACE
+        mm.vmas.append(Vma(lo, hi, hugepage=op.hugepage, anon_vma=self._new_anon_vma()))
+        self.vma_merge_all(mm)
+        return O.OK
+
+    def op_munmap(self, op: O.Munmap) -> int:
+        mm = self.mms[op.pid]
+        lo, hi = self._range(op)
+        if hi > VA_PAGES:
+            return EINVAL
+        self.do_vmi_munmap(mm, lo, hi)
+        return O.OK
+
+    def _accessible_run(self, mm: MM, p: int, hi: int, write: bool):
+        """Pages from p that an access reaches without a fault: (end, pfns) or (p, None)."""
+        vma = mm.find_vma(p)
+        if vma is None or vma.prot == O.PROT_NONE or (write and not vma.prot & 2):
+            return p, None
+        r = p // HPAGE_PMD_NR
+        end = min(hi, vma.end, (r + 1) * HPAGE_PMD_NR)
+        kind = mm.pmd_kind[r]
+        if kind == PMD_HUGE:
+            if write and not mm.pmd_write[r]:
+                return p, None
+            base = int(mm.pmd_pfn[r]) - r * HPAGE_PMD_NR
+            return end, np.arange(p + base, end + base, dtype=np.int32)
+        if kind != PMD_TABLE:
+            return p, None
+        ok = mm.pte_kind[p:end] == PTE_PRESENT
+        if write:
+            ok &= mm.pte_write[p:end]
+        bad = np.flatnonzero(~ok)
+        q = p + (int(bad[0]) if bad.size else end - p)
+        return q, (mm.pte_pfn[p:q] if q > p else None)
+
+    def access_range(self, mm: MM, lo: int, hi: int, write: bool, value: int | None,
+                     fail_alloc: bool) -> int:
+        """User loads/stores to [lo, hi) in order; a fault that fails stops there."""
+        p = lo
+        faults = 0
+        while p < hi:
+            q, pfns = self._accessible_run(mm, p, hi, write)
+            if q > p:
+                if write:
+                    pages = np.arange(p, q)
+                    if value is not None:
+                        self.mem.data[pfns] = ((value & O.MAX_VALUE) << 16) | pages
+                    r = p // HPAGE_PMD_NR
+                    if mm.pmd_kind[r] == PMD_HUGE:
+                        mm.pmd_dirty[r] = mm.pmd_sd[r] = True
+                    else:
+                        mm.pte_dirty[p:q] = True
+                        mm.pte_sd[p:q] = True
+                p, faults = q, 0
+                continue
+            if p >= VA_PAGES:
+                return O.SIGSEGV
+            faults += 1
+            if faults > 4:
+                raise ModelBug(f"fault loop at page {p} of pid {mm.pid}")
+            ret = self.handle_mm_fault(mm, p, write, fail_alloc)
+            if ret != O.OK:
+                return ret
+        return O.OK
+
+    def op_write(self, op: O.Write) -> int:
+        lo, hi = self._range(op)
+        return self.access_range(self.mms[op.pid], lo, hi, True, op.value, op.fail_alloc)
+
+    def op_fault(self, op: O.Fault) -> int:
+        return self.access_range(self.mms[op.pid], op.page, op.page + 1, op.write, None,
+                                 op.fail_alloc)
+
+    def _madvise_walk(self, mm: MM, lo: int, hi: int, fn) -> int:
+        """madvise_walk_vmas(): apply fn to every VMA piece; a hole gives -ENOMEM at the end."""
+        if hi > VA_PAGES:
+            return ENOMEM
+        for v in mm.vmas_in(lo, hi):
+            fn(mm, max(v.start, lo), min(v.end, hi))
+        return O.OK if mm.covered(lo, hi) else ENOMEM
+
+    def op_pageout(self, op: O.Pageout) -> int:
+        mm = self.mms[op.pid]
+        lo, hi = self._range(op)
+
+        def pageout(mm, a, b):
+            self.shrink_folio_list(self.madvise_cold_or_pageout_pte_range(mm, a, b))
+        return self._madvise_walk(mm, lo, hi, pageout)
+
+    def op_dontneed(self, op: O.Dontneed) -> int:
+        lo, hi = self._range(op)
+        return self._madvise_walk(self.mms[op.pid], lo, hi, self.unmap_page_range)
+
+    def op_free(self, op: O.Free) -> int:
+        lo, hi = self._range(op)
+        return self._madvise_walk(self.mms[op.pid], lo, hi, self.madvise_free_single_vma)
+
+    def op_evict(self, op: O.Evict) -> int:
+        """Writeback completes, then clean unmapped folios leave the swap cache and are freed."""
+        sw, mem = self.swap, self.mem
+        if sw is None:
+            return O.OK
+        for head in self._cached_heads():
+            if mem.writeback[head]:
+                sw.end_writeback(mem, head)
+            if not mem.folio_mapped(head) and not mem.dirty[head]:
+                sw.delete_from_swap_cache(mem, head)
+                mem.free_folio(head)
+        return O.OK
+
+    def _cached_heads(self) -> list[int]:
+        cached = self.swap.cache[self.swap.cache >= 0]
+        return [int(h) for h in np.unique(self.mem.head[cached])]
+
+    def op_fork(self, op: O.Fork) -> int:
+        src = self.mms[op.pid]
+        free = [p for p in range(O.MAX_PROCS) if p not in self.mms]
+        if not free:
+            return EAGAIN  # RLIMIT_NPROC
+        if op.fail_alloc and any(src.pmd_kind[r] != PMD_NONE for v in src.vmas
+                                 for r, _, _ in regions_of(v.start, v.end)):
+            return ENOMEM  # the first page-table allocation of dup_mmap() failed: nothing copied
+        dst = MM(free[0])
+        self.mms[dst.pid] = dst
+        anon_map: dict[int, int] = {}
+        for v in src.vmas:
+            av = anon_map.setdefault(v.anon_vma, self._new_anon_vma())
+            # dup_userfaultfd() without UFFD_FEATURE_EVENT_FORK: the child is not registered
+            dv = replace(v, uffd_wp=False, anon_vma=av)
+            dst.vmas.append(dv)
+            self.copy_page_range(dst, src, v, dv)
+        self.vma_merge_all(dst)
+        return O.OK
+
+    def op_exit(self, op: O.Exit) -> int:
+        mm = self.mms[op.pid]
+        for v in list(mm.vmas):
+            self.unmap_page_range(mm, v.start, v.end)
+        mm.vmas = []
+        self.free_pgtables(mm, 0, VA_PAGES)
+        del self.mms[op.pid]
+        if op.pid in self.mmlist:
+            self.mmlist.remove(op.pid)
+        return O.OK
+
+    def op_mprotect(self, op: O.Mprotect) -> int:
+        mm = self.mms[op.pid]
+        lo, hi = self._range(op)
+        if hi > VA_PAGES:
+            return ENOMEM
+        pos = lo
+        for v in list(mm.vmas_in(lo, hi)):
+            if v.start > pos:
+                break  # a hole: -ENOMEM after the VMAs before it were changed
+            a, b = max(v.start, lo), min(v.end, hi)
+            pos = b
+            if v.prot == op.prot:
+                continue  # newflags == oldflags: nothing to do
+            self.set_vma_flags(mm, a, b, prot=op.prot)
+            self.change_protection(mm, mm.find_vma(a), a, b, "prot")
+        self.vma_merge_all(mm)
+        return O.OK if pos >= hi else ENOMEM
+
+    def op_mremap(self, op: O.MremapMove) -> int:
+        mm = self.mms[op.pid]
+        lo, hi = self._range(op)
+        d, dend = op.dst, op.dst + op.npages
+        if hi > VA_PAGES or dend > VA_PAGES:
+            return EINVAL
+        if d < hi and lo < dend:
+            return EINVAL  # new range overlaps the old one
+        vma = mm.find_vma(lo)
+        if vma is None or hi > vma.end:
+            return EFAULT  # vma_to_resize()
+        if d == lo:
+            return O.OK
+        self.do_vmi_munmap(mm, d, dend)  # MREMAP_FIXED
+        vma = mm.find_vma(lo)
+        # vma_has_uffd_without_event_remap(): the moved range loses registration and uffd-wp bits
+        clear_uw = vma.uffd_wp
+        self.split_vma(mm, lo)
+        self.split_vma(mm, hi)
+        piece = mm.find_vma(lo)
+        new_vma = replace(piece, start=d, end=dend, uffd_wp=False)
+        self.move_page_tables(mm, lo, d, op.npages, clear_uw)
+        mm.vmas.remove(piece)
+        self.free_pgtables(mm, lo, hi)
+        mm.vmas.append(new_vma)
+        self.vma_merge_all(mm)
+        return O.OK
+
+    def op_mremap_shrink(self, op: O.MremapShrink) -> int:
+        mm = self.mms[op.pid]
+        lo, hi = self._range(op)
+        if hi > VA_PAGES:
+            return EINVAL
+        vma = mm.find_vma(lo)
+        if vma is None or hi > vma.end:
+            return EFAULT
+        new_hi = lo + op.new_npages
+        if new_hi == hi:
+            return O.OK
+        if new_hi < hi:
+            self.do_vmi_munmap(mm, new_hi, hi)
+            return O.OK
+        # growing in place: only if the VMA ends here and the space behind it is free
+        if hi != vma.end or new_hi > VA_PAGES or mm.vmas_in(hi, new_hi):
+            return ENOMEM
+        mm.vmas[mm.vmas.index(vma)] = replace(vma, end=new_hi)
+        self.vma_merge_all(mm)
+        return O.OK
+
+    def op_swapoff(self, op: O.Swapoff) -> int:
+        """try_to_unuse(): every mm on the mmlist, every VMA, then the swap cache; then the device goes."""
+        sw, mem = self.swap, self.mem
+        if sw is None:
+            return EINVAL
+        for pid in list(self.mmlist):
+            mm = self.mms.get(pid)
+            if mm is None:
+                continue
+            for v in list(mm.vmas):
+                for r, a, b in regions_of(v.start, v.end):
+                    if mm.pmd_kind[r] in (PMD_HUGE, PMD_SWAP):
+                        self.unuse_pmd_range(mm, v, r, op.fail_alloc)
+                    if mm.pmd_kind[r] == PMD_TABLE:
+                        self.unuse_pte_range(mm, a, b)
+        for head in self._cached_heads():
+            if mem.writeback[head]:
+                sw.end_writeback(mem, head)
+            self.folio_free_swap(head)
+            if not mem.in_swapcache(head) and not mem.folio_mapped(head):
+                mem.free_folio(head)
+        if (sw.count > 0).any() or (sw.cache >= 0).any():
+            raise ModelBug("swapoff left references to the device")
+        self.swap = None
+        self.mmlist = []
+        return O.OK
+
+    def op_swapon(self, op: O.Swapon) -> int:
+        if self.swap is not None:
+            return EBUSY
+        self.swap = SwapDevice(sync=op.sync)
+        return O.OK
+
+    def op_clear_refs(self, op: O.ClearRefs) -> int:
+        """clear_refs_write(CLEAR_REFS_SOFT_DIRTY)."""
+        mm = self.mms[op.pid]
+        mm.vmas = [replace(v, softdirty=False) for v in mm.vmas]
+        for v in mm.vmas:
+            for r, a, b in regions_of(v.start, v.end):
+                if mm.pmd_kind[r] in (PMD_HUGE, PMD_SWAP):
+                    self.clear_soft_dirty_pmd(mm, r)
+                elif mm.pmd_kind[r] == PMD_TABLE:
+                    self.clear_soft_dirty_ptes(mm, a, b)
+        self.vma_merge_all(mm)
+        return O.OK
+
+    def op_uffd_register(self, op: O.UffdRegister) -> int:
+        mm = self.mms[op.pid]
+        lo, hi = self._range(op)
+        if hi > VA_PAGES or not mm.covered(lo, hi):
+            return EINVAL
+        self.set_vma_flags(mm, lo, hi, uffd_wp=True)
+        self.vma_merge_all(mm)
+        return O.OK
+
+    def op_uffd_wp(self, op: O.UffdWp) -> int:
+        """mwriteprotect_range(): every VMA in the range must be registered for WP."""
+        mm = self.mms[op.pid]
+        lo, hi = self._range(op)
+        if hi > VA_PAGES:
+            return EINVAL
+        vmas = mm.vmas_in(lo, hi)
+        if not vmas:
+            return ENOENT
+        for v in vmas:
+            if not v.uffd_wp:
+                return ENOENT
+            self.change_protection(mm, v, max(v.start, lo), min(v.end, hi),
+                                   "uffd_wp" if op.enable else "uffd_wp_resolve")
+        return O.OK
+
+    def op_uffd_move(self, op: O.UffdMove) -> int:
+        """move_pages(): page-table moves between two ranges of one mm."""
+        mm = self.mms[op.pid]
+        src, dst, n = op.src, op.dst, op.npages
+        if src + n > VA_PAGES or dst + n > VA_PAGES or (src < dst + n and dst < src + n):
+            return EINVAL
+        svma, dvma = mm.find_vma(src), mm.find_vma(dst)
+        if svma is None or dvma is None or src + n > svma.end or dst + n > dvma.end:
+            return ENOENT
+        if not dvma.uffd_wp:
+            return ENOENT  # dst VMA not registered with this userfaultfd
+        if svma.prot != dvma.prot or not svma.prot & 2:
+            return EINVAL  # validate_move_areas()
+        end = src + n
+        while src < end:
+            rs, rd = src // HPAGE_PMD_NR, dst // HPAGE_PMD_NR
+            if mm.pmd_kind[rd] in (PMD_HUGE, PMD_SWAP):
+                return EEXIST
+            if mm.pmd_kind[rs] in (PMD_HUGE, PMD_SWAP):
+                # move_splits_huge_pmd(): unaligned or short, or the dst PMD is populated
+                if src % HPAGE_PMD_NR or dst % HPAGE_PMD_NR or end - src < HPAGE_PMD_NR \
+                        or mm.pmd_kind[rd] != PMD_NONE:
+                    if mm.pmd_kind[rs] == PMD_HUGE and \
+                            not self.mem.anon_exclusive[int(mm.pmd_pfn[rs])]:
+                        return EBUSY
+                    self.split_huge_pmd(mm, rs)
+                    continue
+                err = self.move_pages_huge_pmd(mm, rs, rd, dvma)
+                if err:
+                    return err
+                src, dst = src + HPAGE_PMD_NR, dst + HPAGE_PMD_NR
+                continue
+            if mm.pmd_kind[rs] == PMD_NONE:
+                return ENOENT  # no UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES
+            if mm.pmd_kind[rd] == PMD_NONE:
+                mm.pmd_kind[rd] = PMD_TABLE
+            err = self.move_pages_pte(mm, src, dst, dvma)
+            if err:
+                return err
+            src, dst = src + 1, dst + 1
+        return O.OK
+
+    def op_split_thp(self, op: O.SplitThp) -> int:
+        """split_huge_pages_all(): every large folio, in pfn order; writeback ones stay."""
+        mem = self.mem
+        for head in mem.live_folios():
+            head = int(head)
+            if mem.head[head] == head and mem.nr_pages(head) > 1:
+                self.split_folio(head)
+        return O.OK
+
+    def op_fragment(self, op: O.Fragment) -> int:
+        if self.swap is None:
+            return O.NOT_APPLICABLE
+        self.swap.fragment()
+        return O.OK
+
+    def op_zswap_enable(self, op: O.ZswapEnable) -> int:
+        self.zswap_ever_enabled = True
+        return O.OK

@@ -1,0 +1,151 @@
+"""observe(): what userspace and /proc can see, as a pure function of a model's state.
+
+It faults nothing in and changes nothing (an observation that faulted would change residency and
+counts and hide the very bugs the oracle looks for). Per process and 4 KiB page it gives what pagemap,
+a read of the page and smaps would show; per device the per-slot counts and the swap cache; and the
+vmstat counters. The PMD-level part of pagemap comes from each model's `pagemap_pmd_range`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .memory import ZERO_PFN
+from .mm import PMD_HUGE, PMD_SWAP, PMD_TABLE, PTE_PRESENT, PTE_SWAP, Kernel, MM, region_slice
+from .ops import HPAGE_PMD_NR, PROT_NAMES, VA_PAGES
+
+# per-page residency, as pagemap shows it
+UNMAPPED, NONE, PRESENT, SWAPPED = 0, 1, 2, 3
+RULER_CHARS = {(PRESENT, True): "H", (PRESENT, False): "p", (SWAPPED, True): "S",
+               (SWAPPED, False): "s", (NONE, False): ".", (UNMAPPED, False): " "}
+
+
+@dataclass
+class ProcObs:
+    vmas: tuple  # (start, end, prot, hugepage, uffd_wp) per VMA
+    state: np.ndarray  # UNMAPPED / NONE / PRESENT / SWAPPED per page
+    contents: np.ndarray  # what a read of the page returns (0 for none and unmapped)
+    swp_off: np.ndarray  # swap offset of a swapped page, else -1 (pagemap frame, CAP_SYS_ADMIN)
+    soft_dirty: np.ndarray  # pagemap bit 55: entry soft-dirty | VM_SOFTDIRTY
+    uffd_wp: np.ndarray  # pagemap bit 57
+    exclusive: np.ndarray  # PageAnonExclusive (present) or the swap entry's exclusive bit
+    writable: np.ndarray
+    pmd_level: np.ndarray  # the page is mapped by a PMD-level entry (present THP or PMD swap entry)
+    rss_anon: int  # RssAnon / MM_ANONPAGES, in pages
+    vm_swap: int  # VmSwap / MM_SWAPENTS, in pages
+    smaps: tuple  # (start, end, Rss, Swap, AnonHugePages) per VMA, in pages
+
+    def fill(self, sl, state, contents, swp_off, sd, uw, excl, writable, pmd_level) -> None:
+        self.state[sl] = state
+        self.contents[sl] = contents
+        self.swp_off[sl] = swp_off
+        self.soft_dirty[sl] |= sd
+        self.uffd_wp[sl] = uw
+        self.exclusive[sl] = excl
+        self.writable[sl] = writable
+        self.pmd_level[sl] = pmd_level
+
+
+@dataclass
+class Observation:
+    procs: dict  # pid -> ProcObs
+    swap_count: np.ndarray | None  # per-slot count of page-table references
+    swap_cached: np.ndarray | None  # slot is in the swap cache
+    swap_free: np.ndarray | None  # slot is free
+    vmstat: dict
+
+
+class _Builder:
+    """Helper handed to `pagemap_pmd_range` so a model can report its PMD-level entries."""
+
+    def __init__(self, k: Kernel, po: ProcObs) -> None:
+        self.k, self.po = k, po
+
+    def fill_present_pmd(self, mm: MM, r: int) -> None:
+        """A present THP: 512 present pages of one folio."""
+        mem = self.k.mem
+        head = int(mm.pmd_pfn[r])
+        sl = region_slice(r)
+        self.po.fill(sl, PRESENT, mem.data[head:head + HPAGE_PMD_NR], -1, bool(mm.pmd_sd[r]),
+                     bool(mm.pmd_uw[r]), mem.anon_exclusive[head:head + HPAGE_PMD_NR],
+                     bool(mm.pmd_write[r]), True)
+
+    def fill_swap_pmd(self, mm: MM, r: int, offsets: np.ndarray, sd, uw, excl) -> None:
+        """A PMD swap entry, reported per 4 KiB subpage with the offsets the walker computed."""
+        sl = region_slice(r)
+        self.po.fill(sl, SWAPPED, swap_contents(self.k, offsets), offsets, sd, uw, excl, False, True)
+
+
+def swap_contents(k: Kernel, slots: np.ndarray) -> np.ndarray:
+    """What a fault on these slots would read: the swap-cache page if cached, else the device."""
+    sw = k.swap
+    cache = sw.cache[slots]
+    return np.where(cache >= 0, k.mem.data[np.maximum(cache, 0)], sw.data[slots])
+
+
+def observe_mm(k: Kernel, mm: MM) -> ProcObs:
+    n = VA_PAGES
+    po = ProcObs(
+        vmas=tuple((v.start, v.end, v.prot, v.hugepage, v.uffd_wp) for v in mm.vmas),
+        state=np.zeros(n, np.int8), contents=np.zeros(n, np.uint32),
+        swp_off=np.full(n, -1, np.int32), soft_dirty=np.zeros(n, bool), uffd_wp=np.zeros(n, bool),
+        exclusive=np.zeros(n, bool), writable=np.zeros(n, bool), pmd_level=np.zeros(n, bool),
+        rss_anon=mm.anonpages, vm_swap=mm.swapents, smaps=())
+    for v in mm.vmas:
+        po.state[v.start:v.end] = NONE
+        po.soft_dirty[v.start:v.end] = v.softdirty  # VM_SOFTDIRTY shows on every page
+    mem = k.mem
+    table = np.repeat(mm.pmd_kind == PMD_TABLE, HPAGE_PMD_NR)
+    pres = table & (mm.pte_kind == PTE_PRESENT)
+    swp = table & (mm.pte_kind == PTE_SWAP)
+    pfn = mm.pte_pfn[pres]
+    po.state[pres] = PRESENT
+    po.contents[pres] = mem.data[pfn]
+    po.exclusive[pres] = mem.anon_exclusive[pfn] & (pfn != ZERO_PFN)
+    po.writable[pres] = mm.pte_write[pres]
+    if swp.any():
+        slots = mm.pte_swp_off[swp]
+        po.state[swp] = SWAPPED
+        po.contents[swp] = swap_contents(k, slots)
+        po.swp_off[swp] = slots
+        po.exclusive[swp] = mm.pte_swp_excl[swp]
+    ent = pres | swp
+    po.soft_dirty[ent] |= mm.pte_sd[ent]
+    po.uffd_wp[ent] = mm.pte_uw[ent]
+    builder = _Builder(k, po)
+    for r in np.flatnonzero((mm.pmd_kind == PMD_HUGE) | (mm.pmd_kind == PMD_SWAP)):
+        k.pagemap_pmd_range(mm, int(r), builder)
+    anon = (po.state == PRESENT) & ~(table & (mm.pte_pfn == ZERO_PFN))
+    po.smaps = tuple(
+        (v.start, v.end, int(anon[v.start:v.end].sum()),
+         int((po.state[v.start:v.end] == SWAPPED).sum()),
+         int((anon[v.start:v.end] & po.pmd_level[v.start:v.end]).sum()))
+        for v in mm.vmas)
+    return po
+
+
+def observe(k: Kernel) -> Observation:
+    """The whole observable state of kernel model `k` (pure: `k` is not changed)."""
+    sw = k.swap
+    return Observation(
+        procs={pid: observe_mm(k, mm) for pid, mm in sorted(k.mms.items())},
+        swap_count=None if sw is None else sw.count.copy(),
+        swap_cached=None if sw is None else sw.cache >= 0,
+        swap_free=None if sw is None else ~sw.used,
+        vmstat=dict(k.vmstat),
+    )
+
+
+def ruler(po: ProcObs, r: int) -> str:
+    """One character per 4 KiB page of region r: H PMD-mapped, p PTE-mapped, S PMD swap entry,
+    s PTE swap entry, . none, blank outside any VMA."""
+    sl = region_slice(r)
+    return "".join(RULER_CHARS.get((int(s), bool(l) and s in (PRESENT, SWAPPED)), "?")
+                   for s, l in zip(po.state[sl], po.pmd_level[sl]))
+
+
+def describe_vmas(po: ProcObs) -> str:
+    return " ".join(f"[{a}-{b}) {PROT_NAMES[p]}{' thp' if h else ''}{' uffd' if u else ''}"
+                    for a, b, p, h, u in po.vmas)

@@ -1,0 +1,175 @@
+"""The swap layer both kernels share unchanged (mm/swapfile.c, mm/swap_state.c, mm/swap_table.h).
+
+This is shared code, so the differential check cannot see a bug in it; it is guarded by the invariants
+of models/invariants.py instead. The series' claim is exactly that this layer does not change.
+
+Per slot: a count of page-table references (swap-table era: no SWAP_HAS_CACHE, semantics section 0),
+the swap cache (the pfn of the page caching the slot, or -1), and the stored copy of the contents.
+A slot is free when its count is 0 and it is not cached; a cached slot whose count reached 0 is freed
+when its folio leaves the cache.
+
+Allocator (cluster_alloc_swap_entry, simplified but deterministic): 512-slot clusters, slot 0 is the
+header, so cluster 0 starts as a non-full order-0 cluster and the first THP lands at 512. Order 9 takes
+the lowest free cluster. Order 0 continues in the current order-0 cluster, then the lowest non-full
+order-0 cluster, then the lowest free cluster, then any slot. Per-CPU caches and the rotation of the
+free list are not modelled (both kernels share the allocator, so its exact choice is not what is tested).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import ModelBug
+from .memory import PhysMem
+from .ops import HPAGE_PMD_NR
+
+SWAP_CLUSTERS = 40  # 20,480 slots: more than every page of every process can ever need
+SWAP_SLOTS = SWAP_CLUSTERS * HPAGE_PMD_NR
+CLUSTER_FREE = -1
+FRAGMENT_OFFSET = 300  # where Fragment puts another user's slot in each free cluster
+
+
+class SwapDevice:
+    """One swap device (type 0): swap_info_struct plus its swap table."""
+
+    def __init__(self, sync: bool) -> None:
+        self.sync = sync  # SWP_SYNCHRONOUS_IO (zram) vs an asynchronous disk
+        self.count = np.zeros(SWAP_SLOTS, dtype=np.int32)
+        self.cache = np.full(SWAP_SLOTS, -1, dtype=np.int32)  # pfn of the cached page
+        self.data = np.zeros(SWAP_SLOTS, dtype=np.uint32)  # what the device holds for the slot
+        self.inflight = np.zeros(SWAP_SLOTS, dtype=np.uint32)  # being written (async writeback)
+        self.used = np.zeros(SWAP_SLOTS, dtype=bool)  # allocated (count > 0 or cached, or foreign)
+        self.foreign = np.zeros(SWAP_SLOTS, dtype=bool)  # another user's slot (Fragment)
+        self.cluster_order = np.full(SWAP_CLUSTERS, CLUSTER_FREE, dtype=np.int8)
+        self.cluster_used = np.zeros(SWAP_CLUSTERS, dtype=np.int32)
+        self.cur_cluster = -1  # per-device "current" order-0 cluster
+        # slot 0: the swap header (setup_swap_map marks it bad)
+        self._take(0, 1, order=0)
+        self.foreign[0] = True
+        self.cur_cluster = 0
+
+    # ---- allocation -----------------------------------------------------------------------------
+    def _take(self, base: int, nr: int, order: int) -> None:
+        c = base // HPAGE_PMD_NR
+        if self.cluster_order[c] == CLUSTER_FREE:
+            self.cluster_order[c] = order
+        self.used[base:base + nr] = True
+        self.cluster_used[c] += nr
+
+    def _release(self, slots: np.ndarray) -> None:
+        self.used[slots] = False
+        self.data[slots] = 0
+        clusters = slots // HPAGE_PMD_NR
+        np.subtract.at(self.cluster_used, clusters, 1)
+        for c in np.unique(clusters):
+            if self.cluster_used[c] == 0:
+                self.cluster_order[c] = CLUSTER_FREE
+                if self.cur_cluster == c:
+                    self.cur_cluster = -1
+
+    def _first_free_in(self, c: int) -> int:
+        lo = c * HPAGE_PMD_NR
+        free = np.flatnonzero(~self.used[lo:lo + HPAGE_PMD_NR])
+        return lo + int(free[0]) if free.size else -1
+
+    def alloc_slots(self, order: int) -> int:
+        """folio_alloc_swap()'s slot search; returns the first slot or -1 (no space)."""
+        if order:
+            free = np.flatnonzero(self.cluster_order == CLUSTER_FREE)
+            if not free.size:
+                return -1
+            base = int(free[0]) * HPAGE_PMD_NR
+            self._take(base, HPAGE_PMD_NR, order)
+            return base
+        candidates = []
+        if self.cur_cluster >= 0:
+            candidates.append(self.cur_cluster)
+        candidates += [int(c) for c in np.flatnonzero((self.cluster_order == 0)
+                                                       & (self.cluster_used < HPAGE_PMD_NR))]
+        candidates += [int(c) for c in np.flatnonzero(self.cluster_order == CLUSTER_FREE)]
+        candidates += [int(c) for c in np.flatnonzero(self.cluster_used < HPAGE_PMD_NR)]
+        for c in candidates:
+            slot = self._first_free_in(c)
+            if slot >= 0:
+                self._take(slot, 1, 0)
+                self.cur_cluster = c
+                return slot
+        return -1
+
+    def fragment(self) -> None:
+        """Another user takes one order-0 slot in every free cluster: no 512-slot cluster remains."""
+        for c in np.flatnonzero(self.cluster_order == CLUSTER_FREE):
+            slot = int(c) * HPAGE_PMD_NR + FRAGMENT_OFFSET
+            self._take(slot, 1, 0)
+            self.foreign[slot] = True
+
+    # ---- counts (folio_dup_swap / folio_put_swap / swap_dup_entry_direct / swap_put_entries) ----
+    def dup(self, slots: np.ndarray | slice) -> None:
+        """swap_dup_entries: +1 reference per slot (swap-table counts do not overflow here)."""
+        if not self.used[slots].all():
+            raise ModelBug("dup of a free swap slot")
+        self.count[slots] += 1
+
+    def put(self, slots: np.ndarray) -> np.ndarray:
+        """swap_put_entries: -1 per slot; slots with no count and no cache are freed.
+
+        Returns the slots whose count reached 0 while still cached (the caller may try to reclaim
+        their folio, as free_swap_and_cache_nr does)."""
+        slots = np.asarray(slots)
+        if (self.count[slots] <= 0).any():
+            raise ModelBug(f"swap count underflow at slots {slots[self.count[slots] <= 0][:4]}")
+        np.subtract.at(self.count, slots, 1)
+        zero = slots[self.count[slots] == 0]
+        uncached = zero[self.cache[zero] < 0]
+        if uncached.size:
+            self._release(np.unique(uncached))
+        return zero[self.cache[zero] >= 0]
+
+    # ---- swap cache ------------------------------------------------------------------------------
+    def add_to_swap_cache(self, mem: PhysMem, head: int, base: int) -> None:
+        nr = mem.nr_pages(head)
+        self.cache[base:base + nr] = np.arange(head, head + nr, dtype=np.int32)
+        mem.swap[head:head + nr] = np.arange(base, base + nr, dtype=np.int32)
+
+    def delete_from_swap_cache(self, mem: PhysMem, head: int) -> None:
+        """__swap_cache_del_folio(): uncache every slot; slots with count 0 become free."""
+        nr = mem.nr_pages(head)
+        slots = mem.swap[head:head + nr].copy()
+        if (slots < 0).any():
+            raise ModelBug("delete of a folio not in the swap cache")
+        self.cache[slots] = -1
+        mem.swap[head:head + nr] = -1
+        dead = slots[self.count[slots] == 0]
+        if dead.size:
+            self._release(dead)
+
+    def cached_head(self, mem: PhysMem, slot: int) -> int:
+        """swap_cache_get_folio(): head pfn of the folio caching `slot`, or -1."""
+        pfn = int(self.cache[slot])
+        return int(mem.head[pfn]) if pfn >= 0 else -1
+
+    def swap_writeout(self, mem: PhysMem, head: int) -> None:
+        """The folio's contents reach the device (writeback completed)."""
+        nr = mem.nr_pages(head)
+        slots = mem.swap[head:head + nr]
+        self.data[slots] = mem.data[head:head + nr]
+        mem.dirty[head] = False
+        mem.writeback[head] = False
+
+    def free_slot_mask(self) -> np.ndarray:
+        return ~self.used
+
+    # ---- asynchronous writeback (a disk): the device copy is valid only once writeback ends ----
+    def start_writeback(self, mem: PhysMem, head: int) -> None:
+        nr = mem.nr_pages(head)
+        slots = mem.swap[head:head + nr]
+        self.inflight[slots] = mem.data[head:head + nr]
+        mem.dirty[head] = False
+        mem.writeback[head] = True
+
+    def end_writeback(self, mem: PhysMem, head: int) -> None:
+        """folio_end_writeback(): the snapshot taken at writeback start reaches the device."""
+        nr = mem.nr_pages(head)
+        slots = mem.swap[head:head + nr]
+        self.data[slots] = self.inflight[slots]
+        mem.writeback[head] = False
