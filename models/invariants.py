@@ -103,31 +103,41 @@ def rss_counters_match(k: Kernel) -> str | None:
 def mapcounts_match(k: Kernel) -> str | None:
     """Every page's mapcount and every folio's entire mapcount equal the mappings that exist."""
     mem = k.mem
-    pte_maps = np.zeros(mem.data.size, dtype=np.int64)
-    pmd_maps = np.zeros(mem.data.size, dtype=np.int64)
+    n = mem.high_water
+    pte_maps = np.zeros(n, dtype=np.int64)
+    pmd_maps = np.zeros(n, dtype=np.int64)
     for mm in k.mms.values():
         table = np.repeat(mm.pmd_kind == PMD_TABLE, HPAGE_PMD_NR)
         pfns = mm.pte_pfn[table & (mm.pte_kind == PTE_PRESENT)]
-        np.add.at(pte_maps, pfns[pfns != ZERO_PFN], 1)
-        np.add.at(pmd_maps, mm.pmd_pfn[mm.pmd_kind == PMD_HUGE], 1)
-    if (mem.head[pte_maps > 0] < 0).any():
-        return f"pfn {int(np.flatnonzero((pte_maps > 0) & (mem.head < 0))[0])} is mapped but free"
-    bad = np.flatnonzero(pte_maps != mem.mapcount)
+        pte_maps += np.bincount(pfns[pfns != ZERO_PFN], minlength=n)
+        pmd_maps += np.bincount(mm.pmd_pfn[mm.pmd_kind == PMD_HUGE], minlength=n)
+    head = mem.head[:n]
+    if (head[pte_maps > 0] < 0).any():
+        return f"pfn {int(np.flatnonzero((pte_maps > 0) & (head < 0))[0])} is mapped but free"
+    bad = np.flatnonzero(pte_maps != mem.mapcount[:n])
     if bad.size:
         return f"pfn {int(bad[0])}: mapcount {int(mem.mapcount[bad[0]])}, mapped {int(pte_maps[bad[0]])}x"
-    bad = np.flatnonzero(pmd_maps != mem.entire_mapcount)
+    bad = np.flatnonzero(pmd_maps != mem.entire_mapcount[:n])
     if bad.size:
-        return f"folio {int(bad[0])}: entire_mapcount {int(mem.entire_mapcount[bad[0]])}, PMD-mapped {int(pmd_maps[bad[0]])}x"
+        return (f"folio {int(bad[0])}: entire_mapcount {int(mem.entire_mapcount[bad[0]])}, "
+                f"PMD-mapped {int(pmd_maps[bad[0]])}x")
     return None
 
 
 def no_leaked_folio(k: Kernel) -> str | None:
     """Every live folio is mapped or in the swap cache (a folio with no reference was leaked)."""
     mem = k.mem
-    for head in mem.live_folios():
-        head = int(head)
-        if not mem.folio_mapped(head) and not mem.in_swapcache(head):
-            return f"folio {head} (order {int(mem.order[head])}) is neither mapped nor cached"
+    n = mem.high_water
+    head = mem.head[:n]
+    live = head >= 0
+    live[ZERO_PFN] = False
+    used = np.zeros(n, dtype=bool)  # per head: some page mapped or cached
+    busy = live & ((mem.mapcount[:n] > 0) | (mem.swap[:n] >= 0))
+    used[head[busy]] = True
+    used |= mem.entire_mapcount[:n] > 0
+    heads = np.flatnonzero(live & (head == np.arange(n)) & ~used)
+    if heads.size:
+        return f"folio {int(heads[0])} (order {int(mem.order[heads[0]])}) is neither mapped nor cached"
     return None
 
 

@@ -38,6 +38,7 @@ class PhysMem:
         self._free_blocks = list(range(CAPACITY_BLOCKS - 1, 0, -1))  # block 0 holds the zero page
         self._free_small: list[int] = []
         self.head[ZERO_PFN] = ZERO_PFN
+        self.high_water = HPAGE_PMD_NR  # pfns at or above this were never handed out
 
     # ---- allocation ------------------------------------------------------------------------
     def alloc_folio(self, order: int) -> int:
@@ -46,14 +47,14 @@ class PhysMem:
             if not self._free_small:
                 if not self._free_blocks:
                     raise ModelBug("model RAM exhausted: raise CAPACITY_BLOCKS")
-                b = self._free_blocks.pop() * HPAGE_PMD_NR
+                b = self._take_block()
                 self._free_small.extend(range(b + HPAGE_PMD_NR - 1, b - 1, -1))
             pfn = self._free_small.pop()
             nr = 1
         else:
             if not self._free_blocks:
                 raise ModelBug("model RAM exhausted: raise CAPACITY_BLOCKS")
-            pfn = self._free_blocks.pop() * HPAGE_PMD_NR
+            pfn = self._take_block()
             nr = HPAGE_PMD_NR
         sl = slice(pfn, pfn + nr)
         self.head[sl] = pfn
@@ -67,6 +68,32 @@ class PhysMem:
         self.writeback[pfn] = False
         self.lazyfree[pfn] = False
         return pfn
+
+    def _take_block(self) -> int:
+        b = self._free_blocks.pop() * HPAGE_PMD_NR
+        self.high_water = max(self.high_water, b + HPAGE_PMD_NR)
+        return b
+
+    def alloc_order0_batch(self, n: int) -> np.ndarray:
+        """n order-0 folios at once (the same pfns n alloc_folio(0) calls would give)."""
+        while len(self._free_small) < n:
+            if not self._free_blocks:
+                raise ModelBug("model RAM exhausted: raise CAPACITY_BLOCKS")
+            b = self._take_block()
+            self._free_small[:0] = range(b + HPAGE_PMD_NR - 1, b - 1, -1)
+        pfns = np.array(self._free_small[-n:][::-1], dtype=np.int32)
+        del self._free_small[-n:]
+        self.head[pfns] = pfns
+        self.data[pfns] = 0
+        self.anon_exclusive[pfns] = False
+        self.mapcount[pfns] = 0
+        self.swap[pfns] = -1
+        self.order[pfns] = 0
+        self.entire_mapcount[pfns] = 0
+        self.dirty[pfns] = False
+        self.writeback[pfns] = False
+        self.lazyfree[pfns] = False
+        return pfns
 
     def nr_pages(self, head: int) -> int:
         return 1 << int(self.order[head])

@@ -164,6 +164,7 @@ class Kernel:
         self.zswap_ever_enabled = False  # zswap_never_enabled() static key, never reset
         self.vmstat = dict.fromkeys(VMSTAT_KEYS, 0)
         self.events: list[tuple] = []  # tolerated-difference events of this op (see fuzz/oracle.py)
+        self.written: tuple | None = None
         self._next_anon_vma = 1
         self._dispatch = {cls: getattr(self, "op_" + cls.name) for cls in O.OPS}
 
@@ -176,6 +177,7 @@ class Kernel:
         if handler is None:
             raise BadOp(f"not an op: {op!r}")
         self.events = []
+        self.written = None  # (pid, lo, hi): the pages a store reached, for the soft-dirty shadow
         pid = getattr(op, "pid", None)
         if pid is not None and pid not in self.mms:
             if not isinstance(pid, int) or not 0 <= pid < O.MAX_PROCS:
@@ -1201,6 +1203,8 @@ class Kernel:
         """User loads/stores to [lo, hi) in order; a fault that fails stops there."""
         p = lo
         faults = 0
+        if write:
+            self.written = (mm.pid, lo, lo)
         while p < hi:
             q, pfns = self._accessible_run(mm, p, hi, write)
             if q > p:
@@ -1214,10 +1218,13 @@ class Kernel:
                     else:
                         mm.pte_dirty[p:q] = True
                         mm.pte_sd[p:q] = True
+                    self.written = (mm.pid, lo, q)
                 p, faults = q, 0
                 continue
             if p >= VA_PAGES:
                 return O.SIGSEGV
+            if write and self._batch_write_faults(mm, p, hi):
+                continue
             faults += 1
             if faults > 4:
                 raise ModelBug(f"fault loop at page {p} of pid {mm.pid}")
@@ -1225,6 +1232,62 @@ class Kernel:
             if ret != O.OK:
                 return ret
         return O.OK
+
+    def _batch_write_faults(self, mm: MM, p: int, hi: int) -> bool:
+        """Run of write faults that are independent page by page, done at once: the same state as
+        that many do_anonymous_page() calls on none PTEs, or wp_page_reuse() on read-only
+        anon-exclusive pages. Anything else takes the one-fault path."""
+        vma = mm.find_vma(p)
+        if vma is None or not vma.prot & 2:
+            return False
+        r = p // HPAGE_PMD_NR
+        kind = mm.pmd_kind[r]
+        if kind == PMD_NONE and self.thp_vma_allowable(vma, r) or kind not in (PMD_NONE, PMD_TABLE):
+            return False
+        end = min(hi, vma.end, (r + 1) * HPAGE_PMD_NR)
+        mem = self.mem
+        pk = mm.pte_kind[p:end]
+        if pk[0] == PTE_NONE:
+            bad = np.flatnonzero(pk != PTE_NONE)
+            q = p + (int(bad[0]) if bad.size else end - p)
+            if kind == PMD_NONE:
+                mm.pmd_kind[r] = PMD_TABLE
+            pfns = mem.alloc_order0_batch(q - p)
+            mem.anon_exclusive[pfns] = True
+            mem.mapcount[pfns] = 1
+            self._set_present_pte(mm, slice(p, q), pfns, write=True, dirty=True, sd=True, uw=False)
+            mm.anonpages += q - p
+            return True
+        if pk[0] != PTE_PRESENT:
+            return False
+        pfns = mm.pte_pfn[p:end]
+        safe = np.maximum(pfns, 0)
+        ro = (pk == PTE_PRESENT) & ~mm.pte_write[p:end] & ~(mm.pte_uw[p:end] & vma.uffd_wp)
+        reuse = ro & (pfns != ZERO_PFN) & mem.anon_exclusive[safe]
+        if reuse[0]:
+            bad = np.flatnonzero(~reuse)
+            q = p + (int(bad[0]) if bad.size else end - p)
+            mm.pte_write[p:q] = True  # wp_page_reuse(): maybe_mkwrite(pte_mkdirty(entry))
+            mm.pte_dirty[p:q] = mm.pte_sd[p:q] = True
+            return True
+        # wp_page_copy() of the zero page, or of a small folio other mms map too (no reuse possible)
+        heads = mem.head[safe]
+        copy = ro & ~mem.anon_exclusive[safe] & ((pfns == ZERO_PFN) | (
+            (mem.order[np.maximum(heads, 0)] == 0) & (mem.swap[safe] < 0) & (mem.mapcount[safe] > 1)))
+        if not copy[0]:
+            return False
+        bad = np.flatnonzero(~copy)
+        q = p + (int(bad[0]) if bad.size else end - p)
+        old = pfns[:q - p].copy()
+        new = mem.alloc_order0_batch(q - p)
+        mem.data[new] = mem.data[old]
+        mem.anon_exclusive[new] = True
+        mem.mapcount[new] = 1
+        anon_old = old[old != ZERO_PFN]
+        mem.mapcount[anon_old] -= 1  # still mapped elsewhere: nothing is freed
+        mm.anonpages += int((old == ZERO_PFN).sum())
+        self._set_present_pte(mm, slice(p, q), new, write=True, dirty=True, sd=True, uw=False)
+        return True
 
     def op_write(self, op: O.Write) -> int:
         lo, hi = self._range(op)
@@ -1472,6 +1535,8 @@ class Kernel:
                     self.split_huge_pmd(mm, rs)
                     continue
                 err = self.move_pages_huge_pmd(mm, rs, rd, dvma)
+                if err is None:
+                    continue  # the model split the entry: go on at PTE level
                 if err:
                     return err
                 src, dst = src + HPAGE_PMD_NR, dst + HPAGE_PMD_NR

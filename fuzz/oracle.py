@@ -1,0 +1,326 @@
+"""The differential oracle: after every op, compare observe() of both models (semantics.md section 8).
+
+Rules, checked in this order; the first that fails names the divergence:
+  1. contents      every mapped page reads the same in both models
+  2. layout        processes, VMAs and the op's result are the same
+  3. uffd-wp       per page, wherever both models hold an entry
+  4. soft-dirty    one-sided: every page of the written-pages shadow is soft-dirty in both, and
+                   legacy's soft-dirty pages are a subset of the PMD model's
+  5. residency     while in lockstep: same residency, swap slots, per-slot counts, free slots, RSS;
+                   after the first tolerated difference: residency per untainted (pid, region)
+  6. structure     and 7. invariants: each model on its own (models/invariants.py)
+Not compared across models: the exclusive bit, mapping level, folio order, swap-cache contents,
+writability and THP counters (section 8, last paragraph).
+
+Every difference the oracle tolerates is one row of TOLERATED, with its reason and its section.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from models import ops as O
+from models.invariants import check_invariants
+from models.mm import PMD_HUGE, PMD_SWAP, PMD_TABLE, PTE_PRESENT, PTE_SWAP
+from models.observe import NONE, PRESENT, SWAPPED, UNMAPPED, observe
+from models.ops import HPAGE_PMD_NR, NR_REGIONS
+
+
+@dataclass(frozen=True)
+class Tolerated:
+    event: str  # the event name the PMD model reports
+    effect: str  # what the oracle does about it
+    reason: str
+    section: str  # semantics.md section that justifies it
+
+
+# The one table of tolerated differences. Anything not here is a divergence.
+TOLERATED = (
+    Tolerated("pmd_swapin", "taint the (pid, region) if its residency now differs; end lockstep",
+              "a whole-2 MiB swap-in maps 512 pages where legacy maps the faulting page (uncached "
+              "folio) or maps them PTE-level; slots then drift between the allocators", "3.2 D1, D2, 8"),
+    Tolerated("pmd_zapped", "taint the (pid, region); end lockstep",
+              "a zapped PMD swap entry leaves the PMD none (a later touch can fault a fresh THP) "
+              "where legacy keeps an empty PTE table", "1.5, 3.2 D6"),
+    Tolerated("uffd_move_whole", "accept legacy -EBUSY against PMD 0; stop comparing the process",
+              "UFFDIO_MOVE moves a whole PMD swap entry whose PMD-sized folio is cached, where "
+              "legacy returns -EBUSY at the first PTE of a large cached folio", "1.9, 3.2 D8"),
+    Tolerated("soft_dirty_superset", "soft-dirty compared one-sided (legacy subset of PMD)",
+              "a write through a PMD marks all 512 pages dirty and soft-dirty; an aligned mremap "
+              "of a swap PMD sets soft-dirty where move_normal_pmd keeps bits", "3.2 D5, D7"),
+)
+TOLERATED_BY_EVENT = {t.event: t for t in TOLERATED}
+
+
+@dataclass(frozen=True)
+class Divergence:
+    rule: str  # which oracle rule fired ("contents", "results", "invariant:<name>", ...)
+    op_index: int
+    op: O.Op
+    pid: int | None
+    pages: tuple  # affected pages (first few)
+    detail: str  # one line: what differs
+    legacy: str  # legacy's value
+    pmd: str  # the PMD model's value
+    repr_kind: str = ""  # representation involved (PMD swap entry, PTE swap entry, ...)
+
+    def signature(self) -> str:
+        """De-duplicates findings: rule, op kind, representation."""
+        return f"{self.rule}:{self.op.name}:{self.repr_kind or '-'}"
+
+    def describe(self) -> str:
+        where = f" pid {self.pid}" if self.pid is not None else ""
+        pages = f" pages {','.join(map(str, self.pages))}" if self.pages else ""
+        return (f"op #{self.op_index} {self.op.name}: rule {self.rule}{where}{pages}: {self.detail}\n"
+                f"  legacy: {self.legacy}\n  pmd:    {self.pmd}")
+
+
+def _region_repr(k, pid: int, page: int) -> str:
+    """What represents `page` in model k: the representation a divergence involved."""
+    mm = k.mms.get(pid)
+    if mm is None:
+        return "no process"
+    r = page // HPAGE_PMD_NR
+    kind = mm.pmd_kind[r]
+    if kind == PMD_SWAP:
+        return "PMD swap entry"
+    if kind == PMD_HUGE:
+        return "PMD-mapped THP"
+    if kind == PMD_TABLE:
+        pk = mm.pte_kind[page]
+        if pk == PTE_SWAP:
+            return "PTE swap entry"
+        if pk == PTE_PRESENT:
+            return "PTE-mapped"
+    return "none"
+
+
+def classify_region(k, mm, r: int) -> str:
+    """The entry state of a region for the coverage table."""
+    kind = mm.pmd_kind[r]
+    if kind == PMD_SWAP:
+        base = int(mm.pmd_swp_off[r])
+        cached = k.swap is not None and (k.swap.cache[base:base + HPAGE_PMD_NR] >= 0).any()
+        return "PMD swap entry, cached" if cached else "PMD swap entry, evicted"
+    if kind == PMD_HUGE:
+        return "PMD-mapped THP"
+    if kind == PMD_TABLE:
+        sl = slice(r * HPAGE_PMD_NR, (r + 1) * HPAGE_PMD_NR)
+        if (mm.pte_kind[sl] == PTE_SWAP).any():
+            return "PTE swap entries"
+        if (mm.pte_kind[sl] == PTE_PRESENT).any():
+            return "PTE-mapped"
+    return "none"
+
+
+def op_cells(k, op: O.Op) -> list[tuple[str, str]]:
+    """(entry state, op variant) cells this op exercises in model k, looked at before the op."""
+    pid = getattr(op, "pid", None)
+    mm = k.mms.get(pid) if pid is not None else None
+    if mm is None:
+        return [("-", op.name)]
+    lo = getattr(op, "start", getattr(op, "src", getattr(op, "page", None)))
+    if lo is None:
+        regions = [r for r in range(NR_REGIONS) if mm.pmd_kind[r]]
+        return [(classify_region(k, mm, r), op.name) for r in regions] or [("none", op.name)]
+    hi = lo + getattr(op, "npages", 1)
+    cells = []
+    for r in range(lo // HPAGE_PMD_NR, min(NR_REGIONS, (hi - 1) // HPAGE_PMD_NR + 1)):
+        a, b = max(lo, r * HPAGE_PMD_NR), min(hi, (r + 1) * HPAGE_PMD_NR)
+        variant = op.name if op.name == "fault" else (
+            f"{op.name} whole" if b - a == HPAGE_PMD_NR else f"{op.name} partial")
+        cells.append((classify_region(k, mm, r), variant))
+    return cells
+
+
+class Oracle:
+    """Drives both models through one op sequence and compares them after every op."""
+
+    def __init__(self, legacy, pmd, collect_cells: bool = True) -> None:
+        self.legacy, self.pmd = legacy, pmd
+        self.cells: set = set()
+        self.collect_cells = collect_cells
+        self.lockstep = True
+        self.tainted: set[tuple[int, int]] = set()  # (pid, region) no longer comparable in residency
+        self.detached: set[int] = set()  # pids no longer comparable at all (D8)
+        self.shadow: dict[int, np.ndarray] = {0: np.zeros(O.VA_PAGES, dtype=bool)}
+
+    # ---- bookkeeping that follows pages through ops -------------------------------------------
+    def _follow(self, op: O.Op, res: int, pids_before: set[int]) -> None:
+        """Move taint, detachment and the soft-dirty shadow along with fork/exit/mremap/moves."""
+        pid = getattr(op, "pid", None)
+        if isinstance(op, O.Fork) and res == O.OK:
+            (child,) = set(self.legacy.mms) - pids_before
+            self.tainted |= {(child, r) for p, r in self.tainted if p == pid}
+            if pid in self.detached:
+                self.detached.add(child)
+            self.shadow[child] = self.shadow.get(pid, np.zeros(O.VA_PAGES, bool)).copy()
+        elif isinstance(op, O.Exit):
+            self.tainted = {(p, r) for p, r in self.tainted if p != pid}
+            self.detached.discard(pid)
+            self.shadow.pop(pid, None)
+        elif isinstance(op, O.MremapMove) and res == O.OK:
+            self._move(pid, op.start, op.dst, op.npages, all_moved=True)
+        elif isinstance(op, O.UffdMove):
+            self._move(pid, op.src, op.dst, op.npages, all_moved=res == O.OK)
+        elif isinstance(op, O.ClearRefs):
+            self.shadow[pid] = np.zeros(O.VA_PAGES, dtype=bool)
+        w = self.legacy.written
+        if w is not None:
+            p, a, b = w
+            self.shadow.setdefault(p, np.zeros(O.VA_PAGES, bool))[a:b] = True
+
+    def _move(self, pid: int, src: int, dst: int, n: int, all_moved: bool) -> None:
+        sh = self.shadow.setdefault(pid, np.zeros(O.VA_PAGES, bool))
+        moved = sh[src:src + n].copy()
+        sh[src:src + n] = False
+        sh[dst:dst + n] = moved if all_moved else False
+        src_regions = range(src // HPAGE_PMD_NR, (src + n - 1) // HPAGE_PMD_NR + 1)
+        if any((pid, r) in self.tainted for r in src_regions):
+            self.tainted |= {(pid, r) for r in range(dst // HPAGE_PMD_NR,
+                                                     (dst + n - 1) // HPAGE_PMD_NR + 1)}
+
+    # ---- one step ------------------------------------------------------------------------------
+    def step(self, i: int, op: O.Op) -> Divergence | None:
+        if self.collect_cells:
+            self.cells.update(op_cells(self.pmd, op))
+        pids_before = set(self.legacy.mms)
+        rl = self.legacy.apply(op)
+        rp = self.pmd.apply(op)
+        events = self.pmd.events
+        ol, op_ = observe(self.legacy), observe(self.pmd)
+        d8 = any(e[0] == "uffd_move_whole" for e in events)
+        if d8 and rl == -16 and rp == O.OK:  # -EBUSY vs 0: D8
+            self.detached.add(op.pid)
+            rl = rp
+        self._follow(op, rl, pids_before)
+        for ev in events:
+            if ev[0] == "pmd_zapped":
+                self.tainted.add((ev[1], ev[2]))
+                self.lockstep = False
+            elif ev[0] == "pmd_swapin":
+                self._taint_if_differs(ol, op_, ev[1], ev[2])
+        return (self._contents(i, op, ol, op_) or self._layout(i, op, ol, op_, rl, rp)
+                or self._uffd_wp(i, op, ol, op_) or self._soft_dirty(i, op, ol, op_)
+                or self._residency(i, op, ol, op_) or self._invariants(i, op))
+
+    def _taint_if_differs(self, ol, op_, pid: int, r: int) -> None:
+        a, b = ol.procs.get(pid), op_.procs.get(pid)
+        sl = slice(r * HPAGE_PMD_NR, (r + 1) * HPAGE_PMD_NR)
+        if a is None or b is None or not np.array_equal(a.state[sl], b.state[sl]):
+            self.tainted.add((pid, r))
+            self.lockstep = False
+
+    def _div(self, rule, i, op, pid, pages, detail, lv, pv) -> Divergence:
+        pages = tuple(int(p) for p in pages[:8])
+        rk = _region_repr(self.pmd, pid, pages[0]) if pid is not None and pages else ""
+        return Divergence(rule, i, op, pid, pages, detail, str(lv), str(pv), rk)
+
+    def _common(self, ol, op_):
+        for pid in sorted(set(ol.procs) & set(op_.procs)):
+            if pid not in self.detached:
+                yield pid, ol.procs[pid], op_.procs[pid]
+
+    # ---- rules -------------------------------------------------------------------------------
+    def _contents(self, i, op, ol, op_):
+        for pid, a, b in self._common(ol, op_):
+            mapped = (a.state != UNMAPPED) & (b.state != UNMAPPED)
+            bad = np.flatnonzero(mapped & (a.contents != b.contents))
+            if bad.size:
+                p = bad[0]
+                return self._div("contents", i, op, pid, bad, "page contents differ",
+                                 hex(int(a.contents[p])), hex(int(b.contents[p])))
+        return None
+
+    def _layout(self, i, op, ol, op_, rl, rp):
+        if rl != rp:
+            return self._div("results", i, op, getattr(op, "pid", None), (), "op results differ",
+                             O.result_name(rl), O.result_name(rp))
+        if set(ol.procs) != set(op_.procs):
+            return self._div("layout", i, op, None, (), "process sets differ",
+                             sorted(ol.procs), sorted(op_.procs))
+        for pid, a, b in self._common(ol, op_):
+            if a.vmas != b.vmas:
+                return self._div("layout", i, op, pid, (), "VMAs differ", a.vmas, b.vmas)
+        return None
+
+    def _uffd_wp(self, i, op, ol, op_):
+        for pid, a, b in self._common(ol, op_):
+            both = (a.state >= PRESENT) & (b.state >= PRESENT)
+            bad = np.flatnonzero(both & (a.uffd_wp != b.uffd_wp))
+            if bad.size:
+                p = bad[0]
+                return self._div("uffd-wp", i, op, pid, bad, "uffd-wp bit differs",
+                                 int(a.uffd_wp[p]), int(b.uffd_wp[p]))
+        return None
+
+    def _soft_dirty(self, i, op, ol, op_):
+        for pid, a, b in self._common(ol, op_):
+            both = (a.state >= PRESENT) & (b.state >= PRESENT)
+            sh = self.shadow.get(pid)
+            if sh is not None:
+                for name, po in (("legacy", a), ("pmd", b)):
+                    bad = np.flatnonzero(both & sh & ~po.soft_dirty)
+                    if bad.size:
+                        return self._div("soft-dirty", i, op, pid, bad,
+                                         f"a page written since clear_refs is not soft-dirty in {name}",
+                                         int(a.soft_dirty[bad[0]]), int(b.soft_dirty[bad[0]]))
+            bad = np.flatnonzero(both & a.soft_dirty & ~b.soft_dirty)
+            if bad.size:
+                return self._div("soft-dirty", i, op, pid, bad,
+                                 "soft-dirty in legacy but not in the PMD model", 1, 0)
+        return None
+
+    def _residency(self, i, op, ol, op_):
+        for pid, a, b in self._common(ol, op_):
+            cmp = np.ones(O.VA_PAGES, dtype=bool)
+            for p, r in self.tainted:
+                if p == pid:
+                    cmp[r * HPAGE_PMD_NR:(r + 1) * HPAGE_PMD_NR] = False
+            bad = np.flatnonzero(cmp & (a.state != b.state))
+            if bad.size:
+                p = bad[0]
+                names = {UNMAPPED: "unmapped", NONE: "none", PRESENT: "present", SWAPPED: "swapped"}
+                return self._div("residency", i, op, pid, bad, "residency differs",
+                                 names[int(a.state[p])], names[int(b.state[p])])
+            if not self.lockstep:
+                continue
+            bad = np.flatnonzero(a.swp_off != b.swp_off)
+            if bad.size:
+                p = bad[0]
+                return self._div("swap-slots", i, op, pid, bad, "swap offset differs",
+                                 int(a.swp_off[p]), int(b.swp_off[p]))
+            if (a.rss_anon, a.vm_swap) != (b.rss_anon, b.vm_swap):
+                return self._div("rss", i, op, pid, (), "RssAnon/VmSwap differ",
+                                 (a.rss_anon, a.vm_swap), (b.rss_anon, b.vm_swap))
+            # AnonHugePages (the last smaps column) is mapping level: not compared (D2, D4)
+            if [s[:4] for s in a.smaps] != [s[:4] for s in b.smaps]:
+                return self._div("smaps", i, op, pid, (), "smaps Rss/Swap differ", a.smaps, b.smaps)
+        if self.lockstep and not self.detached and ol.swap_count is not None \
+                and op_.swap_count is not None:
+            bad = np.flatnonzero(ol.swap_count != op_.swap_count)
+            if bad.size:
+                s = bad[0]
+                return self._div("swap-counts", i, op, None, (), f"count of slot {int(s)} differs",
+                                 int(ol.swap_count[s]), int(op_.swap_count[s]))
+            bad = np.flatnonzero(ol.swap_free != op_.swap_free)
+            if bad.size:
+                s = bad[0]
+                return self._div("swap-counts", i, op, None, (), f"slot {int(s)} free in one model only",
+                                 "free" if ol.swap_free[s] else "used",
+                                 "free" if op_.swap_free[s] else "used")
+        if (ol.swap_count is None) != (op_.swap_count is None):
+            return self._div("layout", i, op, None, (), "swap device present in one model only",
+                             ol.swap_count is not None, op_.swap_count is not None)
+        return None
+
+    def _invariants(self, i, op):
+        for name, k in (("legacy", self.legacy), ("pmd", self.pmd)):
+            bad = check_invariants(k)
+            if bad:
+                return self._div(f"invariant:{bad[0]}", i, op, None, (), f"{name}: {bad[1]}",
+                                 bad[1] if name == "legacy" else "holds",
+                                 bad[1] if name == "pmd" else "holds")
+        return None
