@@ -47,6 +47,11 @@ TOLERATED = (
     Tolerated("uffd_move_whole", "accept legacy -EBUSY against PMD 0; stop comparing the process",
               "UFFDIO_MOVE moves a whole PMD swap entry whose PMD-sized folio is cached, where "
               "legacy returns -EBUSY at the first PTE of a large cached folio", "1.9, 3.2 D8"),
+    Tolerated("madv_free_after_swapin", "in a tainted region, a MADV_FREE'd page not written since "
+              "may read zero in one model and its old data in the other",
+              "after a whole-2 MiB swap-in the PMD model holds the pages resident, so MADV_FREE only "
+              "marks them lazyfree (old data until reclaim), where legacy drops the swap entries it "
+              "still has (zeros); MADV_FREE allows either", "1.6, 3.2 D1"),
     Tolerated("soft_dirty_superset", "soft-dirty compared one-sided (legacy subset of PMD)",
               "a write through a PMD marks all 512 pages dirty and soft-dirty; an aligned mremap "
               "of a swap PMD sets soft-dirty where move_normal_pmd keeps bits", "3.2 D5, D7"),
@@ -146,6 +151,9 @@ class Oracle:
         self.tainted: set[tuple[int, int]] = set()  # (pid, region) no longer comparable in residency
         self.detached: set[int] = set()  # pids no longer comparable at all (D8)
         self.shadow: dict[int, np.ndarray] = {0: np.zeros(O.VA_PAGES, dtype=bool)}
+        self.freed: dict[int, np.ndarray] = {}  # MADV_FREE'd and not written since, per pid
+        self.freed_value: dict[int, np.ndarray] = {}  # what those pages held when freed
+        self.prev_contents: dict[int, np.ndarray] = {}  # contents after the previous op
 
     # ---- bookkeeping that follows pages through ops -------------------------------------------
     def _follow(self, op: O.Op, res: int, pids_before: set[int]) -> None:
@@ -157,10 +165,21 @@ class Oracle:
             if pid in self.detached:
                 self.detached.add(child)
             self.shadow[child] = self.shadow.get(pid, np.zeros(O.VA_PAGES, bool)).copy()
+            if pid in self.freed:
+                self.freed[child] = self.freed[pid].copy()
+                self.freed_value[child] = self.freed_value[pid].copy()
         elif isinstance(op, O.Exit):
             self.tainted = {(p, r) for p, r in self.tainted if p != pid}
             self.detached.discard(pid)
             self.shadow.pop(pid, None)
+            self.freed.pop(pid, None)
+            self.freed_value.pop(pid, None)
+        elif isinstance(op, O.Free) and pid in self.legacy.mms:
+            sl = slice(op.start, op.start + op.npages)
+            self.freed.setdefault(pid, np.zeros(O.VA_PAGES, bool))[sl] = True
+            old = self.freed_value.setdefault(pid, np.zeros(O.VA_PAGES, np.uint32))
+            if pid in self.prev_contents:
+                old[sl] = self.prev_contents[pid][sl]
         elif isinstance(op, O.MremapMove) and res == O.OK:
             self._move(pid, op.start, op.dst, op.npages, all_moved=True)
         elif isinstance(op, O.UffdMove):
@@ -171,12 +190,15 @@ class Oracle:
         if w is not None:
             p, a, b = w
             self.shadow.setdefault(p, np.zeros(O.VA_PAGES, bool))[a:b] = True
+            if p in self.freed:
+                self.freed[p][a:b] = False
 
     def _move(self, pid: int, src: int, dst: int, n: int, all_moved: bool) -> None:
-        sh = self.shadow.setdefault(pid, np.zeros(O.VA_PAGES, bool))
-        moved = sh[src:src + n].copy()
-        sh[src:src + n] = False
-        sh[dst:dst + n] = moved if all_moved else False
+        for shadows, dtype in ((self.shadow, bool), (self.freed, bool), (self.freed_value, np.uint32)):
+            sh = shadows.setdefault(pid, np.zeros(O.VA_PAGES, dtype))
+            moved = sh[src:src + n].copy()
+            sh[src:src + n] = 0
+            sh[dst:dst + n] = moved if all_moved else 0
         src_regions = range(src // HPAGE_PMD_NR, (src + n - 1) // HPAGE_PMD_NR + 1)
         if any((pid, r) in self.tainted for r in src_regions):
             self.tainted |= {(pid, r) for r in range(dst // HPAGE_PMD_NR,
@@ -202,6 +224,7 @@ class Oracle:
                 self.lockstep = False
             elif ev[0] == "pmd_swapin":
                 self._taint_if_differs(ol, op_, ev[1], ev[2])
+        self.prev_contents = {pid: po.contents for pid, po in ol.procs.items()}
         return (self._contents(i, op, ol, op_) or self._layout(i, op, ol, op_, rl, rp)
                 or self._uffd_wp(i, op, ol, op_) or self._soft_dirty(i, op, ol, op_)
                 or self._residency(i, op, ol, op_) or self._invariants(i, op))
@@ -224,10 +247,24 @@ class Oracle:
                 yield pid, ol.procs[pid], op_.procs[pid]
 
     # ---- rules -------------------------------------------------------------------------------
+    def _tainted_mask(self, pid: int) -> np.ndarray:
+        mask = np.zeros(O.VA_PAGES, dtype=bool)
+        for p, r in self.tainted:
+            if p == pid:
+                mask[r * HPAGE_PMD_NR:(r + 1) * HPAGE_PMD_NR] = True
+        return mask
+
     def _contents(self, i, op, ol, op_):
         for pid, a, b in self._common(ol, op_):
             mapped = (a.state != UNMAPPED) & (b.state != UNMAPPED)
-            bad = np.flatnonzero(mapped & (a.contents != b.contents))
+            differ = mapped & (a.contents != b.contents)
+            if differ.any() and pid in self.freed:
+                # TOLERATED madv_free_after_swapin: each side reads zero or what was freed
+                fv = self.freed_value[pid]
+                differ &= ~(self.freed[pid] & self._tainted_mask(pid)
+                            & ((a.contents == 0) | (a.contents == fv))
+                            & ((b.contents == 0) | (b.contents == fv)))
+            bad = np.flatnonzero(differ)
             if bad.size:
                 p = bad[0]
                 return self._div("contents", i, op, pid, bad, "page contents differ",
@@ -275,10 +312,7 @@ class Oracle:
 
     def _residency(self, i, op, ol, op_):
         for pid, a, b in self._common(ol, op_):
-            cmp = np.ones(O.VA_PAGES, dtype=bool)
-            for p, r in self.tainted:
-                if p == pid:
-                    cmp[r * HPAGE_PMD_NR:(r + 1) * HPAGE_PMD_NR] = False
+            cmp = ~self._tainted_mask(pid)
             bad = np.flatnonzero(cmp & (a.state != b.state))
             if bad.size:
                 p = bad[0]

@@ -521,11 +521,13 @@ class Kernel:
         sd, uw = bool(mm.pte_sd[page]), bool(mm.pte_uw[page])
         slots = mm.pte_swp_off[sl].copy()
         pfns = (head + (slots - fbase)).astype(np.int32)
-        # should_try_to_free_swap(): evaluated before the mapping exists (extra_refs)
-        free_cache = sw.sync or (write and mem.folio_mapcount(head) == 0)
         # writable: !KSM && exclusive && VM_WRITE && !userfaultfd_pte_wp && !pte_needs_soft_dirty_wp
         writable = (exclusive and bool(vma.prot & 2) and not (vma.uffd_wp and uw)
                     and not (not vma.softdirty and not sd))
+        # should_try_to_free_swap() runs after mapping with vmf->flags, whose FAULT_FLAG_WRITE was
+        # cleared when the PTE was made writable: its write clause only applies to a write fault
+        # that is going on to do_wp_page(), and only when nobody else maps the folio
+        free_cache = sw.sync or (write and not writable and mem.folio_mapcount(head) == 0)
         dirty = write and writable
         mm.pte_kind[sl] = PTE_PRESENT
         mm.pte_pfn[sl] = pfns
@@ -692,7 +694,7 @@ class Kernel:
                         if mm.pmd_dirty[r] or mem.dirty[head]:
                             mem.lazyfree[head] = False  # folio_set_swapbacked(); unmap fails
                             return
-                        mm.clear_pmd(r, PMD_TABLE)  # the deposited table becomes the (empty) table
+                        mm.clear_pmd(r)  # pmdp_huge_clear_flush(); the deposited table is freed
                         mem.entire_mapcount[head] -= 1
                         mm.anonpages -= HPAGE_PMD_NR
                         continue

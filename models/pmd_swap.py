@@ -125,11 +125,12 @@ class PmdSwapKernel(Kernel):
         if exclusive and mem.writeback[head] and sw.sync:
             exclusive = False  # writeback to a SWP_STABLE_WRITES device: map RO, COW later
         sd, uw = bool(mm.pmd_sd[r]), bool(mm.pmd_uw[r])
-        # [I] mirrors should_try_to_free_swap(): synchronous device, or a write fault by the only user
-        free_cache = sw.sync or (write and mem.folio_mapcount(head) == 0)
         # writable only if EXCL && VM_WRITE && !UW; [I] plus the soft-dirty write-protect of the PTE path
         writable = (exclusive and bool(vma.prot & 2) and not (vma.uffd_wp and uw)
                     and not (not vma.softdirty and not sd))
+        # [I] mirrors should_try_to_free_swap() after mapping: synchronous device, or a write fault
+        # going on to the write-protect path while nobody else maps the folio
+        free_cache = sw.sync or (write and not writable and mem.folio_mapcount(head) == 0)
         dirty = write and writable
         mm.clear_pmd(r, PMD_HUGE)
         mm.pmd_pfn[r] = head
@@ -248,6 +249,15 @@ class PmdSwapKernel(Kernel):
                 return True
             self.split_huge_pmd_locked(mm, r)
             return False
+        head = int(mm.pmd_pfn[r])
+        if b - a == HPAGE_PMD_NR and self.mem.in_swapcache(head) \
+                and not self.folio_maybe_mapped_shared(head) and not self.folio_free_swap(head):
+            # [I, finding F1 in docs/models.md] as madvise_free_pte_range(): a swap-cache folio
+            # is only made lazyfree once it has left the swap cache. Mainline's present branch
+            # has no such check; with the series a PMD-mapped swap-cache THP is the normal result
+            # of a read fault on an asynchronous device, and clearing its dirty bit there makes a
+            # later reclaim drop it clean and read back stale slot data.
+            return True
         return self._madvise_free_present_huge_pmd(mm, r, a, b)
 
     # ---- MADV_PAGEOUT: mm/madvise.c madvise_cold_or_pageout_pte_range() ------------------------
