@@ -141,6 +141,17 @@ def no_leaked_folio(k: Kernel) -> str | None:
     return None
 
 
+def writeback_only_in_swapcache(k: Kernel) -> str | None:
+    """A folio under writeback is live and in the swap cache (else the write would be lost)."""
+    mem = k.mem
+    n = mem.high_water
+    wb = np.flatnonzero(mem.writeback[:n])
+    bad = wb[(mem.head[wb] != wb) | (mem.swap[wb] < 0)]
+    if bad.size:
+        return f"folio {int(bad[0])} is under writeback but freed or not in the swap cache"
+    return None
+
+
 def writable_implies_exclusive(k: Kernel) -> str | None:
     """A writable private mapping maps an anon-exclusive page (else a write could leak across fork)."""
     mem = k.mem
@@ -193,6 +204,7 @@ def all_free_after_exit(k: Kernel) -> str | None:
 
 INVARIANTS = (swap_count_matches_entries, exclusive_implies_count_one, free_slots_are_clean,
               swap_cache_consistent, rss_counters_match, mapcounts_match, no_leaked_folio,
+              writeback_only_in_swapcache,
               writable_implies_exclusive, entries_inside_vmas, nothing_references_removed_device,
               all_free_after_exit)
 

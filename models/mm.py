@@ -626,6 +626,8 @@ class Kernel:
             head = queue.pop(0)
             if mem.head[head] != head or not mem.folio_mapped(head) and not mem.in_swapcache(head):
                 continue  # freed or split away meanwhile
+            if mem.writeback[head]:
+                continue  # folio_test_writeback(): keep it until the write completes
             nr = mem.nr_pages(head)
             if not mem.lazyfree[head] and not mem.in_swapcache(head):
                 if nr > 1 and self._partially_mapped(head):

@@ -22,7 +22,7 @@ code (PTE level, present-THP bodies, VMAs, reclaim's folio steps, swap layer) is
 models/swap.py and is guarded by models/invariants.py rather than by the differential check.
 
 Events (`self.events`) name the places where this kernel is meant to differ from legacy, so the oracle
-can tell a tolerated difference from a bug: ("pmd_swapin", pid, region) for a whole-2 MiB swap-in
+can tell a tolerated difference from a bug: ("pmd_swapin", pid, region, base) for a whole-2 MiB swap-in
 (D1/D2), ("pmd_zapped", pid, region) when a zapped entry leaves the PMD none where legacy keeps an empty
 PTE table (D6), ("uffd_move_whole", pid, region) when a whole entry moves where legacy returns -EBUSY (D8).
 """
@@ -147,7 +147,7 @@ class PmdSwapKernel(Kernel):
         if free_cache:
             self.folio_free_swap(head)
         self.vmstat["thp_swpin_pmd"] += 1
-        self.events.append(("pmd_swapin", mm.pid, r))
+        self.events.append(("pmd_swapin", mm.pid, r, base))
         if write and not writable:
             # a write on a non-exclusive entry: mapped RO, then the PMD write-protect fault
             if vma.uffd_wp and uw:
