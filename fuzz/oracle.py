@@ -211,7 +211,7 @@ class Oracle:
             self.expect.pop(pid, None)
         elif ex is None:
             return
-        elif isinstance(op, (O.Munmap, O.Dontneed)) or isinstance(op, O.Mmap) and res == O.OK:
+        elif isinstance(op, O.Dontneed) or isinstance(op, (O.Munmap, O.Mmap)) and res == O.OK:
             ex[op.start:op.start + op.npages] = 0
         elif isinstance(op, O.MremapMove) and res == O.OK:
             moved = ex[op.start:op.start + op.npages].copy()

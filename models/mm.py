@@ -1274,10 +1274,17 @@ class Kernel:
             mm.pte_write[p:q] = True  # wp_page_reuse(): maybe_mkwrite(pte_mkdirty(entry))
             mm.pte_dirty[p:q] = mm.pte_sd[p:q] = True
             return True
-        # wp_page_copy() of the zero page, or of a small folio other mms map too (no reuse possible)
+        # wp_page_copy() of the zero page, of a small folio other mms map too, or of a page of a
+        # large folio that is in the swap cache or mapped by another mm (no reuse possible)
         heads = mem.head[safe]
-        copy = ro & ~mem.anon_exclusive[safe] & ((pfns == ZERO_PFN) | (
-            (mem.order[np.maximum(heads, 0)] == 0) & (mem.swap[safe] < 0) & (mem.mapcount[safe] > 1)))
+        hsafe = np.maximum(heads, 0)
+        large_no_reuse = mem.order[hsafe] > 0
+        if large_no_reuse[0]:
+            for h in np.unique(heads[large_no_reuse]):
+                if not mem.in_swapcache(int(h)) and not self.folio_maybe_mapped_shared(int(h)):
+                    large_no_reuse &= heads != h
+        copy = ro & ~mem.anon_exclusive[safe] & ((pfns == ZERO_PFN) | large_no_reuse | (
+            (mem.order[hsafe] == 0) & (mem.swap[safe] < 0) & (mem.mapcount[safe] > 1)))
         if not copy[0]:
             return False
         bad = np.flatnonzero(~copy)
@@ -1288,9 +1295,11 @@ class Kernel:
         mem.anon_exclusive[new] = True
         mem.mapcount[new] = 1
         anon_old = old[old != ZERO_PFN]
-        mem.mapcount[anon_old] -= 1  # still mapped elsewhere: nothing is freed
+        mem.mapcount[anon_old] -= 1
         mm.anonpages += int((old == ZERO_PFN).sum())
         self._set_present_pte(mm, slice(p, q), new, write=True, dirty=True, sd=True, uw=False)
+        for h in np.unique(mem.head[anon_old]):
+            self.folio_put_if_unused(int(h))
         return True
 
     def op_write(self, op: O.Write) -> int:
@@ -1302,12 +1311,11 @@ class Kernel:
                                  op.fail_alloc)
 
     def _madvise_walk(self, mm: MM, lo: int, hi: int, fn) -> int:
-        """madvise_walk_vmas(): apply fn to every VMA piece; a hole gives -ENOMEM at the end."""
-        if hi > VA_PAGES:
-            return ENOMEM
+        """madvise_walk_vmas(): apply fn to every VMA piece; a hole (beyond the window too) gives
+        -ENOMEM at the end."""
         for v in mm.vmas_in(lo, hi):
             fn(mm, max(v.start, lo), min(v.end, hi))
-        return O.OK if mm.covered(lo, hi) else ENOMEM
+        return O.OK if hi <= VA_PAGES and mm.covered(lo, hi) else ENOMEM
 
     def op_pageout(self, op: O.Pageout) -> int:
         mm = self.mms[op.pid]
@@ -1376,9 +1384,7 @@ class Kernel:
     def op_mprotect(self, op: O.Mprotect) -> int:
         mm = self.mms[op.pid]
         lo, hi = self._range(op)
-        if hi > VA_PAGES:
-            return ENOMEM
-        pos = lo
+        pos = lo  # the window's end is TASK_SIZE: beyond it is a hole like any other
         for v in list(mm.vmas_in(lo, hi)):
             if v.start > pos:
                 break  # a hole: -ENOMEM after the VMAs before it were changed
