@@ -230,15 +230,27 @@ class Oracle:
         w = self.legacy.written
         if w is not None:
             p, a, b = w
-            self.expect[p][a:b] = ((op.value & O.MAX_VALUE) << 16 | np.arange(a, b)
-                                   if isinstance(op, O.Write) else self.expect[p][a:b])
+            if isinstance(op, O.Write):
+                self.expect[p][a:b] = (op.value & O.MAX_VALUE) << 16 | np.arange(a, b)
+            elif p in ol.procs:  # a write fault stores what it read: that settles a freed page
+                self.expect[p][a:b] = ol.procs[p].contents[a:b]
 
     def _move(self, pid: int, src: int, dst: int, n: int, all_moved: bool) -> None:
+        """Carry the per-page shadows along a move. After a partial move nobody knows which pages
+        moved: forget the written-pages shadow there and treat both ranges as MADV_FREE'd if
+        either was (the expected contents then come from legacy, see _follow_expect)."""
+        if not all_moved:
+            sh = self.shadow.setdefault(pid, np.zeros(O.VA_PAGES, bool))
+            sh[src:src + n] = sh[dst:dst + n] = False
+            fr = self.freed.setdefault(pid, np.zeros(O.VA_PAGES, bool))
+            either = fr[src:src + n] | fr[dst:dst + n]
+            fr[src:src + n] = fr[dst:dst + n] = either
+            return
         for shadows, dtype in ((self.shadow, bool), (self.freed, bool), (self.freed_value, np.uint32)):
             sh = shadows.setdefault(pid, np.zeros(O.VA_PAGES, dtype))
             moved = sh[src:src + n].copy()
             sh[src:src + n] = 0
-            sh[dst:dst + n] = moved if all_moved else 0
+            sh[dst:dst + n] = moved
         src_regions = range(src // HPAGE_PMD_NR, (src + n - 1) // HPAGE_PMD_NR + 1)
         if any((pid, r) in self.tainted for r in src_regions):
             self.tainted |= {(pid, r) for r in range(dst // HPAGE_PMD_NR,

@@ -1,0 +1,5 @@
+"""`python -m fuzz`: the pmdswap-fuzz command line."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,360 @@
+"""`pmdswap-fuzz` / `python -m fuzz`: run a campaign, reproduce, minimise, show and replay inputs.
+
+Exit status: 0 no divergence, 1 a divergence was found or reproduced, 2 bad usage or bad input.
+Bad input is reported as one line, `pmdswap-fuzz: error: <file>:<line>: <problem>`, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from models import ops as O
+
+from . import runner
+from .artifacts import describe
+from .engines import ENGINES, EngineError, Options, run_campaign
+from .guard import run_guarded
+from .profiles import PROFILE_NAMES
+from .loader import BYTES, BadInput, load_input
+from .minimize import NotReproducible, minimize
+from .status import StatusLine, summary
+from .trace import TraceError, format_op, format_trace
+
+__all__ = ["main"]
+
+PROG = "pmdswap-fuzz"
+EXIT_OK, EXIT_DIVERGENCE, EXIT_USAGE = 0, 1, 2
+NOT_INPUTS = (".log", ".md", ".txt", ".json")  # what `replay DIR` skips (campaign logs, notes)
+
+
+class UsageError(Exception):
+    """Bad usage or bad input: one line on stderr, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not argparse's usage block
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+# ---- bug catalogue ------------------------------------------------------------------------------
+def bug_catalogue() -> dict[str, str] | None:
+    """models.bugs.BUGS (name -> docstring) if the catalogue exists, else None."""
+    try:
+        import models.bugs as bugs
+    except ModuleNotFoundError as e:
+        if e.name in ("models.bugs", "models"):
+            return None
+        raise
+    cat = getattr(bugs, "BUGS", None)
+    if not isinstance(cat, dict):
+        return None
+    return {str(k): (v if isinstance(v, str) else (getattr(v, "__doc__", None) or ""))
+            for k, v in cat.items()}
+
+
+def check_bug(name: str | None) -> str | None:
+    if name is None:
+        return None
+    cat = bug_catalogue()
+    if cat is None:
+        raise UsageError(f"unknown bug {name!r}: there is no bug catalogue (models/bugs.py BUGS)")
+    if name not in cat:
+        raise UsageError(f"unknown bug {name!r} (bugs: {', '.join(sorted(cat)) or 'none'})")
+    return name
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+def _load(path: str) -> tuple[list[O.Op], str]:
+    try:
+        return load_input(path)
+    except (TraceError, BadInput) as e:
+        raise UsageError(str(e)) from None
+
+
+def _op_regions(op: O.Op) -> list[int]:
+    """The 2 MiB regions an op's page fields touch."""
+    pages = []
+    if hasattr(op, "page"):
+        pages.append(op.page)
+    n = getattr(op, "npages", 1)
+    for name in ("start", "src", "dst"):
+        if hasattr(op, name):
+            a = getattr(op, name)
+            pages += [a, min(a + n, O.VA_PAGES) - 1]
+    if hasattr(op, "new_npages"):
+        pages.append(min(op.start + op.new_npages, O.VA_PAGES) - 1)
+    regions = sorted({p // O.HPAGE_PMD_NR for p in pages})
+    return [r for r in range(regions[0], regions[-1] + 1)] if regions else []
+
+
+def _affected(div, models_obs) -> list[tuple[int, int]]:
+    pids = [div.pid] if div.pid is not None else []
+    if not pids and hasattr(div.op, "pid"):
+        pids = [div.op.pid]
+    if not pids:
+        pids = sorted({p for obs in models_obs for p in obs.procs})
+    if div.pages:
+        regions = sorted({int(p) // O.HPAGE_PMD_NR for p in div.pages})
+    else:
+        regions = _op_regions(div.op)
+    out = []
+    for pid in pids:
+        rs = regions
+        if not rs:  # no page in the op (fork, evict...): every region the process maps
+            rs = sorted({r for obs in models_obs if pid in obs.procs
+                         for (a, b, *_rest) in obs.procs[pid].vmas
+                         for r in range(a // O.HPAGE_PMD_NR, (b - 1) // O.HPAGE_PMD_NR + 1)})
+        out += [(pid, r) for r in rs]
+    return out
+
+
+def _rulers(ops: list[O.Op], div, bug: str | None, out) -> None:
+    """Replay both models through the diverging op and draw each affected (pid, region)."""
+    from models.observe import describe_vmas, observe, ruler
+
+    models = runner.make_models(bug)
+    for k in models:
+        for op in ops[:div.op_index + 1]:
+            try:
+                k.apply(op)
+            except Exception as e:  # noqa: BLE001 - the model crashed: draw what is left
+                print(f"  ({k.name} raised {type(e).__name__}: {e})", file=out)
+                break
+    obs = [observe(k) for k in models]
+    print(f"state after op #{div.op_index} "
+          "(H PMD-mapped, p PTE-mapped, S PMD swap entry, s PTE swap entry, . none, blank no VMA):",
+          file=out)
+    width = max(len(k.name) for k in models)
+    for pid, r in _affected(div, obs):
+        lo = r * O.HPAGE_PMD_NR
+        print(f"pid {pid} region {r} (pages {lo}..{lo + O.HPAGE_PMD_NR - 1}):", file=out)
+        for k, o in zip(models, obs):
+            po = o.procs.get(pid)
+            if po is None:
+                print(f"  {k.name:<{width}} (no such process)", file=out)
+                continue
+            print(f"  {k.name:<{width}} |{ruler(po, r)}|", file=out)
+        for k, o in zip(models, obs):
+            if pid in o.procs:
+                print(f"  {k.name:<{width}} vmas: {describe_vmas(o.procs[pid]) or '(none)'}", file=out)
+
+
+# ---- subcommands --------------------------------------------------------------------------------
+def cmd_run(args) -> int:
+    if args.time <= 0:
+        raise UsageError(f"--time must be positive, got {args.time}")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.length < 1:
+        raise UsageError(f"--length must be at least 1, got {args.length}")
+    art = Path(args.artifacts)
+    if art.exists() and not art.is_dir():
+        raise UsageError(f"{art}: --artifacts is not a directory")
+    if args.corpus is not None and Path(args.corpus).exists() and not Path(args.corpus).is_dir():
+        raise UsageError(f"{args.corpus}: --corpus is not a directory")
+    opts = Options(engine=args.engine, time=args.time, seed=args.seed, jobs=args.jobs,
+                   corpus=Path(args.corpus) if args.corpus else None, artifacts=art,
+                   bug=check_bug(args.bug), length=args.length, profile=args.profile,
+                   minimize=not args.no_minimize)
+    try:
+        stats = run_campaign(opts, StatusLine(sys.stderr))
+    except EngineError as e:
+        raise UsageError(str(e)) from None
+    print(summary(stats))
+    return EXIT_DIVERGENCE if stats.divergences else EXIT_OK
+
+
+def cmd_repro(args) -> int:
+    bug = check_bug(args.bug)
+    ops, kind = _load(args.file)
+    res = run_guarded(ops, bug)
+    div = res.divergence
+    notes = {div.op_index: "<- diverges here"} if div else None
+    comments = [f"{args.file} ({kind}, {len(ops)} ops)"]
+    print(format_trace(ops, comments=comments, notes=notes), end="")
+    if div is None:
+        print(f"no divergence: {len(ops)} ops ran on both models")
+        return EXIT_OK
+    print(f"DIVERGENCE {div.signature()}")
+    print(f"  rule:    {div.rule}")
+    print(f"  op:      #{div.op_index} {format_op(div.op)}")
+    print(f"  pid:     {div.pid if div.pid is not None else '-'}")
+    pages = ", ".join(str(p) for p in div.pages) if div.pages else "-"
+    print(f"  pages:   {pages}")
+    print(f"  detail:  {div.detail}")
+    print(f"  legacy:  {div.legacy}")
+    print(f"  pmd:     {div.pmd}")
+    if div.repr_kind:
+        print(f"  repr:    {div.repr_kind}")
+    _rulers(ops, div, bug, sys.stdout)
+    return EXIT_DIVERGENCE
+
+
+def cmd_minimize(args) -> int:
+    bug = check_bug(args.bug)
+    out = Path(args.output)
+    if out.exists() or out.is_symlink():
+        raise UsageError(f"{out}: output file exists, refusing to overwrite it")
+    if not out.parent.is_dir():
+        raise UsageError(f"{out}: directory {out.parent} does not exist")
+    ops, kind = _load(args.file)
+    res = run_guarded(ops, bug)
+    if res.divergence is None:
+        print(f"{args.file}: no divergence, nothing to minimise", file=sys.stderr)
+        return EXIT_OK
+    div = res.divergence
+    try:
+        small = minimize(ops, div.signature(), bug)
+    except NotReproducible as e:
+        raise UsageError(f"{args.file}: {e}") from None
+    final = run_guarded(small, bug).divergence
+    text = format_trace(small, comments=[f"minimised from {args.file} ({kind}): "
+                                         f"{len(ops)} -> {len(small)} ops"] + describe(final),
+                        notes={final.op_index: "<- diverges here"})
+    try:
+        with open(out, "x", encoding="utf-8") as fh:
+            fh.write(text)
+    except FileExistsError:
+        raise UsageError(f"{out}: output file exists, refusing to overwrite it") from None
+    except OSError as e:
+        raise UsageError(f"{out}: cannot write: {e.strerror or e}") from None
+    print(f"{out}: {len(ops)} -> {len(small)} ops, signature {div.signature()}")
+    return EXIT_DIVERGENCE
+
+
+def cmd_show(args) -> int:
+    ops, kind = _load(args.file)
+    comments = [f"{args.file}: {kind}" + (" decoded by fuzz.decode" if kind == BYTES else "")
+                + f", {len(ops)} ops"]
+    print(format_trace(ops, comments=comments), end="")
+    return EXIT_OK
+
+
+def cmd_replay(args) -> int:
+    d = Path(args.dir)
+    if not d.exists():
+        raise UsageError(f"{d}: no such directory")
+    if not d.is_dir():
+        raise UsageError(f"{d}: not a directory")
+    bug = check_bug(args.bug)
+    files = sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith(".")
+                   and p.suffix not in NOT_INPUTS)
+    rows, diverged, bad = [], 0, 0
+    for p in files:
+        try:
+            ops, kind = load_input(p)
+        except (TraceError, BadInput) as e:
+            rows.append((p.name, "-", "-", f"bad input: {e}"))
+            bad += 1
+            continue
+        res = run_guarded(ops, bug)
+        if res.divergence is None:
+            result = "ok"
+        else:
+            diverged += 1
+            result = f"DIVERGES {res.divergence.signature()} at op {res.divergence.op_index}"
+        rows.append((p.name, kind, str(len(ops)), result))
+    w = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(("file", "kind", "ops"))]
+    print(f"{'file':<{w[0]}}  {'kind':<{w[1]}}  {'ops':>{w[2]}}  result")
+    for name, kind, n, result in rows:
+        print(f"{name:<{w[0]}}  {kind:<{w[1]}}  {n:>{w[2]}}  {result}")
+    print(f"{len(rows)} inputs: {len(rows) - diverged - bad} ok, {diverged} diverge, {bad} bad")
+    if diverged:
+        return EXIT_DIVERGENCE
+    return EXIT_USAGE if bad else EXIT_OK
+
+
+def cmd_bugs(args) -> int:
+    cat = bug_catalogue()
+    if not cat:
+        print("none")
+        return EXIT_OK
+    w = max(len(n) for n in cat)
+    for name in sorted(cat):
+        first = (cat[name].strip().splitlines() or [""])[0]
+        print(f"{name:<{w}}  {first}")
+    return EXIT_OK
+
+
+def cmd_bench(args) -> int:
+    import importlib
+
+    try:
+        bench = importlib.import_module(f"{__package__}.bench")
+    except ModuleNotFoundError as e:
+        if e.name != f"{__package__}.bench":
+            raise
+        raise UsageError("bench: not available yet (fuzz/bench.py is not there)") from None
+    return int(bench.main(args.rest) or 0)
+
+
+# ---- parser -------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Differential fuzzer: legacy PTE-split THP swap vs PMD-level "
+                "swap entries. Exit 0: no divergence, 1: divergence, 2: bad usage or input.")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    r = sub.add_parser("run", help="run a fuzzing campaign")
+    r.add_argument("--engine", choices=tuple(ENGINES), default="random")
+    r.add_argument("--time", type=float, default=60.0, metavar="SECONDS",
+                   help="campaign length (default 60)")
+    r.add_argument("--seed", type=int, default=None, help="seed (default: random, printed)")
+    r.add_argument("--jobs", type=int, default=1, help="parallel workers (random, atheris)")
+    r.add_argument("--corpus", default=None, metavar="DIR", help="atheris corpus directory "
+                   "(default ARTIFACTS/corpus; *.trace files in it are encoded as seeds)")
+    r.add_argument("--artifacts", default="artifacts", metavar="DIR",
+                   help="where divergences are saved (default ./artifacts)")
+    r.add_argument("--bug", default=None, metavar="NAME", help="inject a catalogue bug (see `bugs`)")
+    r.add_argument("--length", type=int, default=32, metavar="N",
+                   help="ops per generated sequence (random engine, default 32)")
+    r.add_argument("--profile", choices=PROFILE_NAMES, default="ci",
+                   help="Hypothesis settings profile (hypothesis engine, default ci)")
+    r.add_argument("--no-minimize", action="store_true", help="do not minimise findings")
+    r.set_defaults(fn=cmd_run)
+
+    r = sub.add_parser("repro", help="replay one input and explain its first divergence")
+    r.add_argument("file", metavar="FILE")
+    r.add_argument("--bug", default=None, metavar="NAME")
+    r.set_defaults(fn=cmd_repro)
+
+    r = sub.add_parser("minimize", help="minimise a diverging input into a new trace")
+    r.add_argument("file", metavar="FILE")
+    r.add_argument("-o", "--output", required=True, metavar="OUT", help="must not exist")
+    r.add_argument("--bug", default=None, metavar="NAME")
+    r.set_defaults(fn=cmd_minimize)
+
+    r = sub.add_parser("show", help="print an input (trace or raw fuzzer bytes) as a text trace")
+    r.add_argument("file", metavar="FILE")
+    r.set_defaults(fn=cmd_show)
+
+    r = sub.add_parser("replay", help="replay every trace and raw input of a directory")
+    r.add_argument("dir", metavar="DIR")
+    r.add_argument("--bug", default=None, metavar="NAME")
+    r.set_defaults(fn=cmd_replay)
+
+    r = sub.add_parser("bugs", help="list the bug catalogue")
+    r.set_defaults(fn=cmd_bugs)
+
+    r = sub.add_parser("bench", help="benchmarks (fuzz/bench.py)")
+    r.add_argument("rest", nargs=argparse.REMAINDER)
+    r.set_defaults(fn=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.fn(args)
+    except UsageError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as e:  # --help (0) and argparse internals
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK

@@ -1,0 +1,377 @@
+"""The seeded op-sequence generator of the `random` engine, steered toward the states the series changes.
+
+It keeps a light shadow of the processes (which pids exist, which ranges are mapped, which regions
+were filled or paged out), so most ops it emits apply to something: PMD-aligned THP mmaps first,
+whole-region writes, pageout of whole regions, evict, forks after pageout, faults on swapped pages,
+partial ranges that cross PMD boundaries, uffd register + wp, aligned and unaligned mremap, and now
+and then an environment knob or a deliberately invalid op (to exercise the error returns). The
+shadow is approximate (it does not model the kernels), which is fine: it only steers.
+
+Deterministic: the same seed gives the same ops.
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+
+from models import ops as O
+
+from .decode import decode
+
+__all__ = ["generate", "MOVES"]
+
+P = O.HPAGE_PMD_NR
+R = O.NR_REGIONS
+
+
+class _Shadow:
+    """Which pids exist and what each has mapped / filled / paged out (approximate)."""
+
+    def __init__(self) -> None:
+        self.maps: dict[int, list[list[int]]] = {0: []}  # pid -> [[lo, hi), ...]
+        self.filled: dict[int, set[int]] = {0: set()}  # regions written
+        self.swapped: dict[int, set[int]] = {0: set()}  # regions paged out
+        self.uffd: dict[int, list[tuple[int, int]]] = {0: []}
+        self.swap_on = True
+        self.paged_out = False  # since the last evict
+
+    def free_at(self, pid: int, lo: int, hi: int) -> bool:
+        return all(hi <= a or b <= lo for a, b in self.maps[pid])
+
+    def add(self, pid: int, lo: int, hi: int) -> None:
+        if hi <= O.VA_PAGES and self.free_at(pid, lo, hi):
+            self.maps[pid].append([lo, hi])
+
+    def remove(self, pid: int, lo: int, hi: int) -> None:
+        out = []
+        for a, b in self.maps[pid]:
+            if a < lo:
+                out.append([a, min(b, lo)])
+            if b > hi:
+                out.append([max(a, hi), b])
+        self.maps[pid] = out
+        for r in range(lo // P, (hi - 1) // P + 1):
+            self.filled[pid].discard(r)
+            self.swapped[pid].discard(r)
+
+    def fork(self, pid: int) -> None:
+        child = next((p for p in range(O.MAX_PROCS) if p not in self.maps), None)
+        if child is None:
+            return
+        self.maps[child] = [list(m) for m in self.maps[pid]]
+        self.filled[child] = set(self.filled[pid])
+        self.swapped[child] = set(self.swapped[pid])
+        self.uffd[child] = []
+
+    def exit(self, pid: int) -> None:
+        for d in (self.maps, self.filled, self.swapped, self.uffd):
+            d.pop(pid, None)
+
+
+class _Gen:
+    def __init__(self, rnd: random.Random) -> None:
+        self.r = rnd
+        self.s = _Shadow()
+        self.out: list[O.Op] = []
+
+    # ---- random helpers ------------------------------------------------------------------------
+    def chance(self, p: float) -> bool:
+        return self.r.random() < p
+
+    def pid(self) -> int:
+        pids = list(self.s.maps)
+        if not pids or self.chance(0.03):
+            return self.r.randrange(O.MAX_PROCS)  # maybe a pid that does not exist
+        return self.r.choice(pids)
+
+    def mapping(self, pid: int) -> tuple[int, int] | None:
+        m = self.s.maps.get(pid)
+        return tuple(self.r.choice(m)) if m else None
+
+    def region_in(self, pid: int) -> tuple[int, int]:
+        """A whole 2 MiB region inside a mapping of pid if there is one, else any region."""
+        m = self.mapping(pid)
+        if m:
+            lo, hi = m
+            regions = [r for r in range(lo // P, hi // P + 1) if r * P >= lo and (r + 1) * P <= hi]
+            if regions:
+                r = self.r.choice(regions)
+                n = 1
+                while r + n < R and (r + n) in regions and self.chance(0.25):
+                    n += 1
+                return r * P, n * P
+        return self.r.randrange(R) * P, P
+
+    def partial_in(self, pid: int) -> tuple[int, int]:
+        """A range that usually crosses a PMD boundary, inside a mapping when possible."""
+        m = self.mapping(pid)
+        lo, hi = m if m else (0, O.VA_PAGES)
+        inner = [b * P for b in range(lo // P + 1, (hi - 1) // P + 1)]  # boundaries inside
+        if inner and self.chance(0.7):
+            b = self.r.choice(inner)
+            start = self.r.randint(max(lo, b - P + 1), b - 1)
+            end = self.r.randint(b + 1, min(hi, b + P))
+        else:
+            start = self.r.randint(lo, hi - 1)
+            end = self.r.randint(start + 1, min(hi, start + 2 * P))
+        return start, end - start
+
+    def page_in(self, pid: int, prefer_swapped: bool = True) -> int:
+        sw = sorted(self.s.swapped.get(pid, ()))
+        if sw and prefer_swapped:
+            return self.r.choice(sw) * P + self._subpage()
+        m = self.mapping(pid)
+        if m:
+            return self.r.randint(m[0], m[1] - 1)
+        return self.r.randrange(O.VA_PAGES)
+
+    def _subpage(self) -> int:
+        return self.r.choice((0, 1, P // 2, P - 1, self.r.randrange(P)))
+
+    def value(self) -> int:
+        return self.r.randint(1, 0xFF) if self.chance(0.9) else self.r.randint(0, O.MAX_VALUE)
+
+    def emit(self, op: O.Op) -> None:
+        self.out.append(op)
+
+    # ---- moves: each emits one or a few ops and updates the shadow -----------------------------
+    def mmap_thp(self) -> None:
+        pid = self.pid()
+        if pid not in self.s.maps:
+            return self.emit(O.Mmap(pid, 0, P))
+        free = [r for r in range(R) if self.s.free_at(pid, r * P, (r + 1) * P)]
+        r = self.r.choice(free) if free else self.r.randrange(R)
+        n = 1
+        while r + n < R and (r + n) in free and self.chance(0.4):
+            n += 1
+        huge = self.chance(0.9)
+        self.emit(O.Mmap(pid, r * P, n * P, hugepage=huge))
+        self.s.add(pid, r * P, (r + n) * P)
+
+    def mmap_odd(self) -> None:
+        pid = self.pid()
+        start = self.r.randrange(O.VA_PAGES)
+        n = self.r.randint(1, min(O.VA_PAGES - start, 2 * P))
+        self.emit(O.Mmap(pid, start, n, hugepage=self.chance(0.7)))
+        if pid in self.s.maps:
+            self.s.add(pid, start, start + n)
+
+    def write_region(self) -> None:
+        pid = self.pid()
+        start, n = self.region_in(pid)
+        self.emit(O.Write(pid, start, n, self.value(), fail_alloc=self.chance(0.05)))
+        if pid in self.s.filled:
+            self.s.filled[pid].update(range(start // P, (start + n) // P))
+            self.s.swapped[pid].difference_update(range(start // P, (start + n) // P))
+
+    def write_partial(self) -> None:
+        pid = self.pid()
+        start, n = self.partial_in(pid)
+        self.emit(O.Write(pid, start, n, self.value(), fail_alloc=self.chance(0.05)))
+
+    def pageout_region(self) -> None:
+        pid = self.pid()
+        filled = sorted(self.s.filled.get(pid, ()))
+        if filled and self.chance(0.85):
+            r = self.r.choice(filled)
+            start, n = r * P, P
+        else:
+            start, n = self.region_in(pid)
+        self.emit(O.Pageout(pid, start, n))
+        self.s.paged_out = True
+        if pid in self.s.swapped:
+            self.s.swapped[pid].update(range(start // P, (start + n) // P))
+
+    def pageout_partial(self) -> None:
+        pid = self.pid()
+        start, n = self.partial_in(pid)
+        self.emit(O.Pageout(pid, start, n))
+        self.s.paged_out = True
+
+    def evict(self) -> None:
+        self.emit(O.Evict())
+        self.s.paged_out = False
+
+    def fork(self) -> None:
+        pid = self.pid()
+        self.emit(O.Fork(pid, fail_alloc=self.chance(0.05)))
+        if pid in self.s.maps:
+            self.s.fork(pid)
+
+    def fault(self) -> None:
+        pid = self.pid()
+        self.emit(O.Fault(pid, self.page_in(pid), write=self.chance(0.6),
+                          fail_alloc=self.chance(0.1)))
+
+    def swap_cycle(self) -> None:
+        """write a region, page it out, maybe evict, maybe fork, then fault on it."""
+        pid = self.pid()
+        start, n = self.region_in(pid)
+        self.emit(O.Write(pid, start, n, self.value()))
+        self.emit(O.Pageout(pid, start, n))
+        if self.chance(0.6):
+            self.emit(O.Evict())
+        if self.chance(0.4):
+            self.emit(O.Fork(pid))
+            if pid in self.s.maps:
+                self.s.fork(pid)
+        if pid in self.s.swapped:
+            self.s.swapped[pid].update(range(start // P, (start + n) // P))
+        if self.chance(0.7):
+            who = self.pid()
+            self.emit(O.Fault(who, start + self._subpage(), write=self.chance(0.6)))
+
+    def munmap_partial(self) -> None:
+        pid = self.pid()
+        start, n = self.partial_in(pid) if self.chance(0.7) else self.region_in(pid)
+        self.emit(O.Munmap(pid, start, n))
+        if pid in self.s.maps:
+            self.s.remove(pid, start, start + n)
+
+    def mprotect_partial(self) -> None:
+        pid = self.pid()
+        start, n = self.partial_in(pid) if self.chance(0.6) else self.region_in(pid)
+        prot = self.r.choice((O.PROT_NONE, O.PROT_READ, O.PROT_RW, O.PROT_RW))
+        self.emit(O.Mprotect(pid, start, n, prot))
+
+    def dontneed(self) -> None:
+        pid = self.pid()
+        start, n = self.partial_in(pid) if self.chance(0.5) else self.region_in(pid)
+        self.emit(O.Dontneed(pid, start, n))
+
+    def free(self) -> None:
+        pid = self.pid()
+        start, n = self.partial_in(pid) if self.chance(0.5) else self.region_in(pid)
+        self.emit(O.Free(pid, start, n))
+
+    def mremap(self) -> None:
+        pid = self.pid()
+        if self.chance(0.6):
+            start, n = self.region_in(pid)
+        else:
+            start, n = self.partial_in(pid)
+        if self.chance(0.6):
+            dst = self.r.randrange(R) * P
+        else:
+            dst = self.r.randrange(O.VA_PAGES)
+        dst = min(dst, O.VA_PAGES - n)
+        self.emit(O.MremapMove(pid, start, n, dst))
+        if pid in self.s.maps and (dst + n <= start or start + n <= dst):
+            self.s.remove(pid, start, start + n)
+            self.s.remove(pid, dst, dst + n)
+            self.s.add(pid, dst, dst + n)
+
+    def mremap_shrink(self) -> None:
+        pid = self.pid()
+        m = self.mapping(pid)
+        start, hi = m if m else (0, P)
+        n = hi - start
+        new = self.r.randint(1, n) if n > 1 and self.chance(0.8) else self.r.randint(1, O.VA_PAGES)
+        self.emit(O.MremapShrink(pid, start, n, new))
+        if m and new < n:
+            self.s.remove(pid, start + new, hi)
+
+    def uffd(self) -> None:
+        pid = self.pid()
+        start, n = self.region_in(pid) if self.chance(0.6) else self.partial_in(pid)
+        self.emit(O.UffdRegister(pid, start, n))
+        if pid in self.s.uffd:
+            self.s.uffd[pid].append((start, n))
+        self.emit(O.UffdWp(pid, start, n, enable=True))
+        if self.chance(0.3):
+            self.fault()
+
+    def uffd_wp(self) -> None:
+        pid = self.pid()
+        regs = self.s.uffd.get(pid)
+        start, n = self.r.choice(regs) if regs else self.region_in(pid)
+        if self.chance(0.3):
+            start, n = start + self.r.randrange(n), 1
+        self.emit(O.UffdWp(pid, start, n, enable=self.chance(0.5)))
+
+    def uffd_move(self) -> None:
+        pid = self.pid()
+        src, n = self.region_in(pid) if self.chance(0.6) else self.partial_in(pid)
+        regs = self.s.uffd.get(pid)
+        if regs and self.chance(0.8):
+            dst = self.r.choice(regs)[0]
+        else:
+            dst = self.r.randrange(R) * P
+        dst = min(dst, O.VA_PAGES - n)
+        self.emit(O.UffdMove(pid, src, dst, n))
+
+    def clear_refs(self) -> None:
+        self.emit(O.ClearRefs(self.pid()))
+
+    def exit(self) -> None:
+        pids = [p for p in self.s.maps if p != 0] or list(self.s.maps) or [0]
+        pid = self.r.choice(pids)
+        self.emit(O.Exit(pid))
+        self.s.exit(pid)
+
+    def knob(self) -> None:
+        k = self.r.choice(("fragment", "zswap", "swapoff", "swapon", "split", "split"))
+        if k == "fragment":
+            self.emit(O.Fragment())
+        elif k == "zswap":
+            self.emit(O.ZswapEnable())
+        elif k == "split":
+            self.emit(O.SplitThp())
+        elif k == "swapoff" or self.s.swap_on:
+            self.emit(O.Swapoff(fail_alloc=self.chance(0.2)))
+            if self.chance(0.7):
+                self.emit(O.Swapon(sync=self.chance(0.5)))
+            else:
+                self.s.swap_on = False
+            for pid in self.s.swapped:
+                self.s.swapped[pid].clear()
+        else:
+            self.emit(O.Swapon(sync=self.chance(0.5)))
+            self.s.swap_on = True
+
+    def invalid(self) -> None:
+        """An op from raw random bytes: often out of any mapping, exercising the error returns."""
+        ops = decode(bytes(self.r.randrange(256) for _ in range(8)))
+        if ops:
+            self.emit(ops[0])
+
+
+# move name -> weight; the weights are the steering
+MOVES: dict[str, int] = {
+    "mmap_thp": 6, "mmap_odd": 2, "write_region": 14, "write_partial": 5, "pageout_region": 14,
+    "pageout_partial": 4, "evict": 6, "fork": 6, "fault": 14, "swap_cycle": 8, "munmap_partial": 4,
+    "mprotect_partial": 4, "dontneed": 3, "free": 3, "mremap": 4, "mremap_shrink": 2, "uffd": 3,
+    "uffd_wp": 3, "uffd_move": 3, "clear_refs": 3, "exit": 1, "knob": 3, "invalid": 2,
+}
+_MOVE_NAMES = tuple(MOVES)
+_MOVE_CUM = []
+_acc = 0
+for _m in _MOVE_NAMES:
+    _acc += MOVES[_m]
+    _MOVE_CUM.append(_acc)
+
+
+def _as_random(rng) -> random.Random:
+    """A fast random.Random drawn from `rng` (a numpy Generator, a random.Random or an int seed)."""
+    if isinstance(rng, random.Random):
+        return rng
+    if isinstance(rng, int):
+        return random.Random(rng)
+    return random.Random(int(rng.integers(0, 2**63)))
+
+
+def generate(rng, length: int = 32) -> list[O.Op]:
+    """`length` ops from the seeded `rng` (numpy.random.Generator, random.Random, or an int seed)."""
+    g = _Gen(_as_random(rng))
+    r = g.r
+    # start: mostly PMD-aligned THP mappings in process 0
+    for _ in range(1 if r.random() < 0.5 else 2):
+        if r.random() < 0.85:
+            g.mmap_thp()
+        else:
+            g.mmap_odd()
+    total = _MOVE_CUM[-1]
+    while len(g.out) < length:
+        getattr(g, _MOVE_NAMES[bisect.bisect_right(_MOVE_CUM, r.random() * total)])()
+    return g.out[:length]

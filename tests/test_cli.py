@@ -1,0 +1,201 @@
+"""fuzz/cli.py end to end through `main([...])`: exit codes, one-line errors, repro and minimize on a
+deliberately broken model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fuzz import runner
+from fuzz.cli import main
+from fuzz.decode import encode
+from fuzz.loader import load_input
+from fuzz.trace import format_trace, parse_trace
+from models import ops as O
+from models.legacy import LegacyKernel
+from models.mm import PTE_SWAP
+
+P = O.HPAGE_PMD_NR
+
+# No swap path involved: both current models agree on it.
+BENIGN = [O.Mmap(0, 0, 2 * P), O.Write(0, 0, P + 7, value=3), O.Fault(0, P + 100),
+          O.Munmap(0, 10, 20), O.Fork(0), O.Write(1, 0, 4, value=9)]
+
+# Leads to fork() copying PTE swap entries (legacy splits the THP at pageout), with noise around it.
+TO_FORK_WITH_SWAP_ENTRIES = [
+    O.Mmap(0, 0, 2 * P), O.Mprotect(0, 3 * P, 5), O.Write(0, 0, 2 * P, value=5),
+    O.ClearRefs(0), O.Fault(0, 17), O.Mmap(0, 3 * P, 16, hugepage=False), O.Write(0, 3 * P, 16),
+    O.Pageout(0, 0, P), O.Evict(), O.Dontneed(0, 3 * P + 2, 2), O.Fork(0), O.Fault(1, 3),
+]
+
+
+class ForkKeepsParentExclusive(LegacyKernel):
+    """Deliberate bug: copy_pte_range() forgets to clear the parent's swap-entry exclusive bit."""
+
+    name = "broken"
+
+    def copy_pte_range(self, dst, src, a, b, dst_vma):
+        swp = np.flatnonzero(src.pte_kind[a:b] == PTE_SWAP) + a
+        saved = src.pte_swp_excl[swp].copy()
+        super().copy_pte_range(dst, src, a, b, dst_vma)
+        src.pte_swp_excl[swp] = saved
+
+
+@pytest.fixture
+def broken_model(monkeypatch):
+    monkeypatch.setattr(runner, "make_models", lambda bug=None: (LegacyKernel(),
+                                                                 ForkKeepsParentExclusive()))
+
+
+def write_trace(path, ops):
+    path.write_text(format_trace(ops))
+    return path
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("pmdswap-fuzz: error: ")
+    return lines[0]
+
+
+# ---- show ---------------------------------------------------------------------------------------
+def test_show_trace(tmp_path, capsys):
+    f = write_trace(tmp_path / "a.trace", BENIGN)
+    assert main(["show", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert parse_trace(out) == BENIGN
+
+
+def test_show_raw_bytes(tmp_path, capsys):
+    f = tmp_path / "crash-123"
+    f.write_bytes(encode(BENIGN))
+    assert main(["show", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert "bytes" in out.splitlines()[0]
+    assert parse_trace(out) == BENIGN
+
+
+def test_text_with_header_is_a_trace_whatever_its_name(tmp_path):
+    f = tmp_path / "noext"
+    f.write_text(format_trace(BENIGN))
+    assert load_input(f) == (BENIGN, "trace")
+
+
+# ---- repro --------------------------------------------------------------------------------------
+def test_repro_benign_exits_0(tmp_path, capsys):
+    f = write_trace(tmp_path / "ok.trace", BENIGN)
+    assert main(["repro", str(f)]) == 0
+    assert "no divergence" in capsys.readouterr().out
+
+
+def test_repro_broken_model_exits_1(tmp_path, capsys, broken_model):
+    f = write_trace(tmp_path / "bad.trace", TO_FORK_WITH_SWAP_ENTRIES)
+    assert main(["repro", str(f)]) == 1
+    out = capsys.readouterr().out
+    assert "DIVERGENCE invariant:" in out
+    assert "fork pid=0" in out and "<- diverges here" in out
+    rulers = [line for line in out.splitlines() if line.strip().startswith(("legacy |", "broken |"))]
+    assert rulers and all(len(line.split("|")[1]) == P for line in rulers)
+    assert any("s" in line.split("|")[1] for line in rulers)  # PTE swap entries drawn
+
+
+# ---- minimize -----------------------------------------------------------------------------------
+def test_minimize_broken_model(tmp_path, capsys, broken_model):
+    f = write_trace(tmp_path / "bad.trace", TO_FORK_WITH_SWAP_ENTRIES)
+    out = tmp_path / "bad.min.trace"
+    before = runner.run_trace(TO_FORK_WITH_SWAP_ENTRIES).divergence
+    assert before is not None
+    assert main(["minimize", str(f), "-o", str(out)]) == 1
+    small, kind = load_input(out)
+    assert kind == "trace" and len(small) < len(TO_FORK_WITH_SWAP_ENTRIES)
+    after = runner.run_trace(small).divergence
+    assert after is not None and after.signature() == before.signature()
+    assert isinstance(small[-1], O.Fork)
+
+
+def test_minimize_refuses_existing_output(tmp_path, capsys, broken_model):
+    f = write_trace(tmp_path / "bad.trace", TO_FORK_WITH_SWAP_ENTRIES)
+    out = tmp_path / "exists.trace"
+    out.write_text("keep me")
+    assert main(["minimize", str(f), "-o", str(out)]) == 2
+    assert "exists" in one_line_error(capsys)
+    assert out.read_text() == "keep me"
+
+
+# ---- replay and run -----------------------------------------------------------------------------
+def test_replay_dir(tmp_path, capsys, broken_model):
+    write_trace(tmp_path / "ok.trace", BENIGN)
+    (tmp_path / "raw").write_bytes(encode(BENIGN))
+    assert main(["replay", str(tmp_path)]) == 0
+    write_trace(tmp_path / "bad.trace", TO_FORK_WITH_SWAP_ENTRIES)
+    assert main(["replay", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "DIVERGES" in out and "3 inputs" in out
+
+
+def test_run_random_finds_and_minimises(tmp_path, capsys, broken_model):
+    art = tmp_path / "art"
+    rc = main(["run", "--engine", "random", "--time", "3", "--seed", "1", "--artifacts", str(art)])
+    captured = capsys.readouterr()
+    assert rc == 1, captured.err
+    traces = sorted(p.name for p in art.glob("*.trace"))
+    assert any(n.endswith(".min.trace") for n in traces)
+    assert "coverage" in captured.out
+    for p in art.glob("*.trace"):
+        load_input(p)  # every artifact is a valid trace
+
+
+# ---- bad input: one line on stderr, exit 2 ----------------------------------------------------------
+BAD_TRACES = {
+    "unknown_op": "pmdswap-trace 1\nmmap pid=0 start=0 npages=1\nfrob pid=0\n",
+    "bad_number": "pmdswap-trace 1\nmmap pid=0 start=x npages=1\n",
+    "wrong_version": "pmdswap-trace 9\nevict\n",
+    "no_header": "evict\n",
+    "truncated": "pmdswap-trace 1\nmmap pid=0 start=0 npa",
+    "out_of_range": "pmdswap-trace 1\nfork pid=7\n",
+}
+
+
+@pytest.mark.parametrize("cmd", ["show", "repro", "minimize"])
+@pytest.mark.parametrize("name", sorted(BAD_TRACES))
+def test_malformed_trace_exit_2(tmp_path, capsys, cmd, name):
+    f = tmp_path / f"{name}.trace"
+    f.write_text(BAD_TRACES[name])
+    argv = [cmd, str(f)] + (["-o", str(tmp_path / "out.trace")] if cmd == "minimize" else [])
+    assert main(argv) == 2
+    line = one_line_error(capsys)
+    assert f"{f}:" in line
+    assert not (tmp_path / "out.trace").exists()
+
+
+def test_binary_garbage_in_trace_file(tmp_path, capsys):
+    f = tmp_path / "garbage.trace"
+    f.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe")
+    assert main(["repro", str(f)]) == 2
+    line = one_line_error(capsys)
+    assert f"{f}:1:" in line or f"{f}:2:" in line
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["show", "{tmp}/missing.trace"], "no such file"),
+    (["repro", "{tmp}"], "directory"),
+    (["replay", "{tmp}/nodir"], "no such directory"),
+    (["repro", "--bug", "no-such-bug", "{tmp}/x.trace"], "unknown bug"),
+    (["run", "--bug", "no-such-bug", "--time", "1"], "unknown bug"),
+    (["run", "--time", "-1"], "--time"),
+    (["run", "--engine", "nope"], "invalid choice"),
+    (["frobnicate"], "invalid choice"),
+    ([], "required"),
+])
+def test_usage_errors_exit_2(tmp_path, capsys, argv, fragment):
+    write_trace(tmp_path / "x.trace", BENIGN)
+    assert main([a.format(tmp=tmp_path) for a in argv]) == 2
+    assert fragment in one_line_error(capsys)
+
+
+def test_bugs_lists_catalogue_or_none(capsys):
+    assert main(["bugs"]) == 0
+    assert capsys.readouterr().out.strip()
