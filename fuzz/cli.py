@@ -345,7 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        if argv[:1] == ["bench"]:  # bench has its own option parser (fuzz/bench.py)
+            from . import bench
+            return int(bench.main(argv[1:]) or 0)
         args = build_parser().parse_args(argv)
         return args.fn(args)
     except UsageError as e:

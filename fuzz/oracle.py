@@ -174,7 +174,7 @@ class Oracle:
             self.shadow[child] = self.shadow.get(pid, np.zeros(O.VA_PAGES, bool)).copy()
             if pid in self.freed:
                 self.freed[child] = self.freed[pid].copy()
-                self.freed_value[child] = self.freed_value[pid].copy()
+                self.freed_value[child] = self._freed_value(pid).copy()
         elif isinstance(op, O.Exit):
             self.tainted = {(p, r) for p, r in self.tainted if p != pid}
             self.detached.discard(pid)
@@ -184,13 +184,14 @@ class Oracle:
         elif isinstance(op, O.Free) and pid in self.legacy.mms:
             sl = slice(op.start, op.start + op.npages)
             self.freed.setdefault(pid, np.zeros(O.VA_PAGES, bool))[sl] = True
-            old = self.freed_value.setdefault(pid, np.zeros(O.VA_PAGES, np.uint32))
+            old = self._freed_value(pid)
             if pid in self.prev_contents:
                 old[sl] = self.prev_contents[pid][sl]
         elif isinstance(op, O.MremapMove) and res == O.OK:
             self._move(pid, op.start, op.dst, op.npages, all_moved=True)
         elif isinstance(op, O.UffdMove):
-            self._move(pid, op.src, op.dst, op.npages, all_moved=res == O.OK)
+            n = max(0, min(op.npages, O.VA_PAGES - op.src, O.VA_PAGES - op.dst))
+            self._move(pid, op.src, op.dst, n, all_moved=res == O.OK)
         elif isinstance(op, O.ClearRefs):
             self.shadow[pid] = np.zeros(O.VA_PAGES, dtype=bool)
         w = self.legacy.written
@@ -234,6 +235,9 @@ class Oracle:
                 self.expect[p][a:b] = (op.value & O.MAX_VALUE) << 16 | np.arange(a, b)
             elif p in ol.procs:  # a write fault stores what it read: that settles a freed page
                 self.expect[p][a:b] = ol.procs[p].contents[a:b]
+
+    def _freed_value(self, pid: int) -> np.ndarray:
+        return self.freed_value.setdefault(pid, np.zeros(O.VA_PAGES, np.uint32))
 
     def _move(self, pid: int, src: int, dst: int, n: int, all_moved: bool) -> None:
         """Carry the per-page shadows along a move. After a partial move nobody knows which pages
@@ -323,7 +327,7 @@ class Oracle:
             differ = mapped & (a.contents != b.contents)
             if differ.any() and pid in self.freed:
                 # TOLERATED madv_free_after_swapin: each side reads zero or what was freed
-                fv = self.freed_value[pid]
+                fv = self._freed_value(pid)
                 differ &= ~(self.freed[pid] & self._tainted_mask(pid)
                             & ((a.contents == 0) | (a.contents == fv))
                             & ((b.contents == 0) | (b.contents == fv)))

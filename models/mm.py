@@ -1053,31 +1053,42 @@ class Kernel:
     # swapoff (mm/swapfile.c try_to_unuse), shared PTE level
     # =====================================================================================
     def unuse_pte_range(self, mm: MM, a: int, b: int) -> None:
+        """unuse_pte_range(): every swap PTE of the range, in address order. Done as one batch:
+        each PTE has its own slot (one mm never references a slot twice), so reading the missing
+        slots, mapping every page and then trying folio_free_swap() once per folio ends in the
+        state the kernel's page-by-page loop reaches."""
         mem, sw = self.mem, self.swap
-        for p in np.flatnonzero(mm.pte_kind[a:b] == PTE_SWAP) + a:
-            p = int(p)
-            slot = int(mm.pte_swp_off[p])
-            head = sw.cached_head(mem, slot)
-            if head < 0:
-                head = self.swapin_order0(slot)
-            if mem.writeback[head]:
-                sw.end_writeback(mem, head)  # folio_wait_writeback()
-            self.unuse_pte(mm, p, head, slot)
-            self.folio_free_swap(head)
-
-    def unuse_pte(self, mm: MM, p: int, head: int, slot: int) -> None:
-        """unuse_pte(): read-only and old, soft-dirty and uffd-wp kept, RMAP_EXCLUSIVE if exclusive."""
-        mem = self.mem
-        pfn = head + (slot - int(mem.swap[head]))
-        excl = bool(mm.pte_swp_excl[p])
-        self._set_present_pte(mm, p, pfn, write=False, dirty=False, sd=bool(mm.pte_sd[p]),
-                              uw=bool(mm.pte_uw[p]))
-        mem.mapcount[pfn] += 1
-        if excl:
-            mem.anon_exclusive[pfn] = True
-        mm.swapents -= 1
-        mm.anonpages += 1
-        self.swap.put(np.array([slot]))
+        pages = np.flatnonzero(mm.pte_kind[a:b] == PTE_SWAP) + a
+        if not pages.size:
+            return
+        slots = mm.pte_swp_off[pages].copy()
+        missing = slots[sw.cache[slots] < 0]
+        if missing.size:
+            # read_swap_cache_async(): an order-0 folio per slot nobody has cached
+            pfns = mem.alloc_order0_batch(missing.size)
+            sw.cache[missing] = pfns
+            mem.swap[pfns] = missing
+            mem.data[pfns] = sw.data[missing]
+            self.vmstat["pswpin"] += int(missing.size)
+        pfns = sw.cache[slots].copy()
+        heads = np.unique(mem.head[pfns])
+        for h in heads[mem.writeback[heads]]:
+            sw.end_writeback(mem, int(h))  # folio_wait_writeback()
+        # unuse_pte(): old and read-only, soft-dirty and uffd-wp kept, RMAP_EXCLUSIVE if exclusive
+        excl = mm.pte_swp_excl[pages].copy()
+        mm.pte_kind[pages] = PTE_PRESENT
+        mm.pte_pfn[pages] = pfns
+        mm.pte_write[pages] = False
+        mm.pte_dirty[pages] = False
+        mm.pte_swp_off[pages] = -1
+        mm.pte_swp_excl[pages] = False
+        mem.mapcount[pfns] += 1
+        mem.anon_exclusive[pfns[excl]] = True
+        mm.swapents -= pages.size
+        mm.anonpages += pages.size
+        sw.put(slots)
+        for h in heads:
+            self.folio_free_swap(int(h))
 
     # =====================================================================================
     # clear_refs (fs/proc/task_mmu.c), shared PTE level
@@ -1338,12 +1349,22 @@ class Kernel:
         sw, mem = self.swap, self.mem
         if sw is None:
             return O.OK
-        for head in self._cached_heads():
-            if mem.writeback[head]:
-                sw.end_writeback(mem, head)
-            if not mem.folio_mapped(head) and not mem.dirty[head]:
-                sw.delete_from_swap_cache(mem, head)
-                mem.free_folio(head)
+        heads = np.array(self._cached_heads(), dtype=np.int64)
+        if not heads.size:
+            return O.OK
+        for h in heads[mem.writeback[heads]]:
+            sw.end_writeback(mem, int(h))
+        small = heads[mem.order[heads] == 0]
+        drop = small[(mem.mapcount[small] == 0) & ~mem.dirty[small]]
+        if drop.size:  # order-0 folios in one go: __remove_mapping() + free
+            sw.delete_order0_from_swap_cache(mem, drop)
+            for h in drop:
+                mem.free_folio(int(h))
+        for h in heads[mem.order[heads] > 0]:
+            h = int(h)
+            if not mem.folio_mapped(h) and not mem.dirty[h]:
+                sw.delete_from_swap_cache(mem, h)
+                mem.free_folio(h)
         return O.OK
 
     def _cached_heads(self) -> list[int]:
@@ -1355,9 +1376,11 @@ class Kernel:
         free = [p for p in range(O.MAX_PROCS) if p not in self.mms]
         if not free:
             return EAGAIN  # RLIMIT_NPROC
-        if op.fail_alloc and any(src.pmd_kind[r] != PMD_NONE for v in src.vmas
-                                 for r, _, _ in regions_of(v.start, v.end)):
-            return ENOMEM  # the first page-table allocation of dup_mmap() failed: nothing copied
+        if op.fail_alloc and self._has_entries(src):
+            # the child's page-table allocation for the first region holding entries fails
+            # (injected where both kernels allocate one, whatever the entries' level), so
+            # dup_mmap() returns -ENOMEM; nothing was copied yet
+            return ENOMEM
         dst = MM(free[0])
         self.mms[dst.pid] = dst
         anon_map: dict[int, int] = {}
@@ -1369,6 +1392,13 @@ class Kernel:
             self.copy_page_range(dst, src, v, dv)
         self.vma_merge_all(dst)
         return O.OK
+
+    @staticmethod
+    def _has_entries(mm: MM) -> bool:
+        """Does any PMD or PTE of mm hold an entry (present or swap)?"""
+        if ((mm.pmd_kind == PMD_HUGE) | (mm.pmd_kind == PMD_SWAP)).any():
+            return True
+        return bool((np.repeat(mm.pmd_kind == PMD_TABLE, HPAGE_PMD_NR) & (mm.pte_kind != PTE_NONE)).any())
 
     def op_exit(self, op: O.Exit) -> int:
         mm = self.mms[op.pid]

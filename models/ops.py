@@ -129,7 +129,8 @@ class Evict(Op):
 
 @dataclass(frozen=True)
 class Fork(Op):
-    """fork(); `fail_alloc`: the child's page-table allocation fails, fork returns -ENOMEM."""
+    """fork(); `fail_alloc`: the child's page-table allocation for the first region holding
+    entries fails, so fork returns -ENOMEM (a process with no entries forks fine)."""
 
     name = "fork"
     pid: int = _pid()

@@ -143,6 +143,15 @@ class SwapDevice:
         if dead.size:
             self._release(dead)
 
+    def delete_order0_from_swap_cache(self, mem: PhysMem, heads: np.ndarray) -> None:
+        """delete_from_swap_cache() of many order-0 folios at once."""
+        slots = mem.swap[heads].copy()
+        self.cache[slots] = -1
+        mem.swap[heads] = -1
+        dead = slots[self.count[slots] == 0]
+        if dead.size:
+            self._release(dead)
+
     def cached_head(self, mem: PhysMem, slot: int) -> int:
         """swap_cache_get_folio(): head pfn of the folio caching `slot`, or -1."""
         pfn = int(self.cache[slot])
