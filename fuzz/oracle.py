@@ -46,6 +46,17 @@ TOLERATED = (
               "folio) or maps them PTE-level, and leaves one large folio in the swap cache where "
               "legacy has small ones: which slots are freed when, and how much a later fault by a "
               "process sharing the slots maps, legitimately differ from then on", "3.2 D1, D2, 8"),
+    Tolerated("pmd_unuse", "end lockstep; taint the region and the regions sharing its slots",
+              "swapoff maps a THP under a PMD where legacy maps 512 order-0 folios; from then on "
+              "swap-out allocates one cluster instead of 512 slots, and a large folio mapped shared "
+              "after fork is left alone by MADV_PAGEOUT where small folios are paged out one by one",
+              "1.8, 3.2 D4, D11"),
+    Tolerated("entry_vs_none_cascade", "a differing op result in a tainted range where one model has "
+              "an entry and the other none: stop comparing that process",
+              "after a tolerated residency difference (a whole-2 MiB swap-in followed by MADV_FREE), "
+              "a page can be present in one model and none in the other; uffd-wp is kept on the entry "
+              "but not on a none anonymous PTE, so a later write traps in one model only, and "
+              "UFFDIO_MOVE finds a source in one model only", "1.4, 1.6, 1.9, 3.2 D1"),
     Tolerated("pmd_zapped", "taint the (pid, region); end lockstep",
               "a zapped PMD swap entry leaves the PMD none (a later touch can fault a fresh THP) "
               "where legacy keeps an empty PTE table", "1.5, 3.2 D6"),
@@ -161,6 +172,7 @@ class Oracle:
         self.prev_contents: dict[int, np.ndarray] = {}  # contents after the previous op
         # model-independent expectation of every page's contents: the last value written, or 0
         self.expect: dict[int, np.ndarray] = {0: np.zeros(O.VA_PAGES, np.uint32)}
+        self.prev_obs = None  # (legacy, pmd) observations after the previous op
 
     # ---- bookkeeping that follows pages through ops -------------------------------------------
     def _follow(self, op: O.Op, res: int, pids_before: set[int]) -> None:
@@ -236,6 +248,19 @@ class Oracle:
             elif p in ol.procs:  # a write fault stores what it read: that settles a freed page
                 self.expect[p][a:b] = ol.procs[p].contents[a:b]
 
+    def _entry_vs_none(self, op: O.Op) -> bool:
+        """Does the op's range touch a tainted page that is none in one model only?"""
+        pid = getattr(op, "pid", None)
+        if self.prev_obs is None or pid is None or not isinstance(op, (O.Write, O.Fault, O.UffdMove)):
+            return False
+        a, b = (o.procs.get(pid) for o in self.prev_obs)
+        if a is None or b is None:
+            return False
+        mask = self._tainted_mask(pid) & ((a.state == NONE) != (b.state == NONE))
+        ranges = [(op.src, op.npages), (op.dst, op.npages)] if isinstance(op, O.UffdMove) else \
+            [(op.page, 1)] if isinstance(op, O.Fault) else [(op.start, op.npages)]
+        return any(mask[s:s + n].any() for s, n in ranges)
+
     def _freed_value(self, pid: int) -> np.ndarray:
         return self.freed_value.setdefault(pid, np.zeros(O.VA_PAGES, np.uint32))
 
@@ -265,6 +290,7 @@ class Oracle:
         if self.collect_cells:
             self.cells.update(op_cells(self.pmd, op))
         pids_before = set(self.legacy.mms)
+        risky = self._entry_vs_none(op)
         rl = self.legacy.apply(op)
         rp = self.pmd.apply(op)
         events = self.pmd.events
@@ -279,9 +305,13 @@ class Oracle:
             if ev[0] == "pmd_zapped":
                 self.tainted.add((ev[1], ev[2]))
                 self.lockstep = False
-            elif ev[0] == "pmd_swapin":
+            elif ev[0] in ("pmd_swapin", "pmd_unuse"):
                 self._taint_slot_sharers(ev[1], ev[2], ev[3])
+        if rl != rp and risky:  # TOLERATED entry_vs_none_cascade
+            self.detached.add(op.pid)
+            rl = rp
         self.prev_contents = {pid: po.contents for pid, po in ol.procs.items()}
+        self.prev_obs = (ol, op_)
         for pid, po in ol.procs.items():
             if pid in self.shadow:
                 self.shadow[pid] &= po.state >= PRESENT  # a zapped page forgets it was written

@@ -24,7 +24,8 @@ models/swap.py and is guarded by models/invariants.py rather than by the differe
 Events (`self.events`) name the places where this kernel is meant to differ from legacy, so the oracle
 can tell a tolerated difference from a bug: ("pmd_swapin", pid, region, base) for a whole-2 MiB swap-in
 (D1/D2), ("pmd_zapped", pid, region) when a zapped entry leaves the PMD none where legacy keeps an empty
-PTE table (D6), ("uffd_move_whole", pid, region) when a whole entry moves where legacy returns -EBUSY (D8).
+PTE table (D6), ("uffd_move_whole", pid, region) when a whole entry moves where legacy returns -EBUSY (D8),
+("pmd_unuse", pid, region, base) when swapoff maps a THP where legacy maps 512 small folios (D4).
 """
 
 from __future__ import annotations
@@ -328,6 +329,7 @@ class PmdSwapKernel(Kernel):
         mm.anonpages += HPAGE_PMD_NR
         sw.put(np.arange(base, base + HPAGE_PMD_NR))
         self.folio_free_swap(head)
+        self.events.append(("pmd_unuse", mm.pid, r, base))
         return 0
 
     # ---- UFFDIO_MOVE: mm/huge_memory.c move_pages_huge_pmd() -----------------------------------
