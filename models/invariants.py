@@ -1,11 +1,14 @@
 """Named invariants of one kernel model, checked after every op (semantics.md sections 0 and 8 rule 7).
 
 They guard the code both models share (swap layer, PTE level), which the differential check cannot
-see, and they carry refcount checking once the two models' slots drift apart. Each predicate returns
-None when it holds, or a one-line description of the first violation.
+see, and they carry refcount checking once the two models' slots drift apart. Each predicate takes a
+`Scan` of the model (the page tables read once, shared by all predicates) and returns None when it
+holds, or a one-line description of the first violation.
 """
 
 from __future__ import annotations
+
+from functools import cached_property
 
 import numpy as np
 
@@ -14,56 +17,65 @@ from .mm import PMD_HUGE, PMD_SWAP, PMD_TABLE, PTE_PRESENT, PTE_SWAP, Kernel
 from .ops import HPAGE_PMD_NR
 
 
-def _slot_refs(k: Kernel) -> tuple[np.ndarray, list[tuple[int, np.ndarray, np.ndarray]]]:
-    """References per slot from every page table (a PMD swap entry counts once per slot)."""
-    refs = np.zeros(k.swap.count.size, dtype=np.int64)
-    excl = []
-    for mm in k.mms.values():
-        table = np.repeat(mm.pmd_kind == PMD_TABLE, HPAGE_PMD_NR)
-        swp = table & (mm.pte_kind == PTE_SWAP)
-        offs = mm.pte_swp_off[swp]
-        np.add.at(refs, offs, 1)
-        excl.append((mm.pid, offs[mm.pte_swp_excl[swp]], np.flatnonzero(swp & mm.pte_swp_excl)))
-        for r in np.flatnonzero(mm.pmd_kind == PMD_SWAP):
-            base = int(mm.pmd_swp_off[r])
-            refs[base:base + HPAGE_PMD_NR] += 1
-            if mm.pmd_swp_excl[r]:
-                excl.append((mm.pid, np.arange(base, base + HPAGE_PMD_NR), np.array([r])))
-    return refs, excl
+class Scan:
+    """One read of a model's page tables, shared by every invariant of one check."""
+
+    def __init__(self, k: Kernel) -> None:
+        self.k = k
+        self.per_mm = []  # (mm, table, present, swap) masks per page
+        for mm in k.mms.values():
+            table = np.repeat(mm.pmd_kind == PMD_TABLE, HPAGE_PMD_NR)
+            self.per_mm.append((mm, table, table & (mm.pte_kind == PTE_PRESENT),
+                                table & (mm.pte_kind == PTE_SWAP)))
+
+    @cached_property
+    def slot_refs(self) -> np.ndarray:
+        """References per slot from every page table (a PMD swap entry counts once per slot)."""
+        n = self.k.swap.count.size
+        refs = np.zeros(n, dtype=np.int64)
+        for mm, _, _, swp in self.per_mm:
+            refs += np.bincount(mm.pte_swp_off[swp], minlength=n)
+            for r in np.flatnonzero(mm.pmd_kind == PMD_SWAP):
+                base = int(mm.pmd_swp_off[r])
+                refs[base:base + HPAGE_PMD_NR] += 1
+        return refs
 
 
-def swap_count_matches_entries(k: Kernel) -> str | None:
+def swap_count_matches_entries(s: Scan) -> str | None:
     """Each slot's count equals the number of page-table references to it."""
-    if k.swap is None:
+    if s.k.swap is None:
         return None
-    refs, _ = _slot_refs(k)
-    bad = np.flatnonzero(refs != k.swap.count)
+    bad = np.flatnonzero(s.slot_refs != s.k.swap.count)
     if bad.size:
-        s = int(bad[0])
-        return f"slot {s}: count {int(k.swap.count[s])} but {int(refs[s])} page-table references"
+        slot = int(bad[0])
+        return (f"slot {slot}: count {int(s.k.swap.count[slot])} but {int(s.slot_refs[slot])} "
+                "page-table references")
     return None
 
 
-def exclusive_implies_count_one(k: Kernel) -> str | None:
+def exclusive_implies_count_one(s: Scan) -> str | None:
     """Invariant EX: an exclusive swap entry references slots of count 1."""
-    if k.swap is None:
-        return None
-    _, excl = _slot_refs(k)
-    for pid, slots, _ in excl:
-        c = k.swap.count[slots]
-        if slots.size and (c != 1).any():
-            s = int(slots[c != 1][0])
-            return f"pid {pid}: exclusive entry for slot {s} whose count is {int(k.swap.count[s])}"
-    return None
-
-
-def free_slots_are_clean(k: Kernel) -> str | None:
-    """A free slot has count 0 and no cached folio; a used slot has a count, a folio or an owner."""
-    sw = k.swap
+    sw = s.k.swap
     if sw is None:
         return None
-    free = ~sw.used
-    bad = np.flatnonzero(free & ((sw.count != 0) | (sw.cache >= 0)))
+    for mm, _, _, swp in s.per_mm:
+        slots = mm.pte_swp_off[swp & mm.pte_swp_excl]
+        for r in np.flatnonzero((mm.pmd_kind == PMD_SWAP) & mm.pmd_swp_excl):
+            base = int(mm.pmd_swp_off[r])
+            slots = np.concatenate([slots, np.arange(base, base + HPAGE_PMD_NR)])
+        c = sw.count[slots]
+        if (c != 1).any():
+            slot = int(slots[c != 1][0])
+            return f"pid {mm.pid}: exclusive entry for slot {slot} whose count is {int(sw.count[slot])}"
+    return None
+
+
+def free_slots_are_clean(s: Scan) -> str | None:
+    """A free slot has count 0 and no cached folio; a used slot has a count, a folio or an owner."""
+    sw = s.k.swap
+    if sw is None:
+        return None
+    bad = np.flatnonzero(~sw.used & ((sw.count != 0) | (sw.cache >= 0)))
     if bad.size:
         return f"free slot {int(bad[0])} has count {int(sw.count[bad[0]])} or a cached folio"
     leaked = np.flatnonzero(sw.used & (sw.count == 0) & (sw.cache < 0) & ~sw.foreign)
@@ -72,11 +84,12 @@ def free_slots_are_clean(k: Kernel) -> str | None:
     return None
 
 
-def swap_cache_consistent(k: Kernel) -> str | None:
+def swap_cache_consistent(s: Scan) -> str | None:
     """Swap cache and folio->swap agree, and a cached page belongs to a live folio."""
-    sw, mem = k.swap, k.mem
+    sw, mem = s.k.swap, s.k.mem
     if sw is None:
-        return None if (mem.swap[mem.head >= 0] < 0).all() else "folio in a swap cache with no device"
+        n = mem.high_water
+        return None if (mem.swap[:n] < 0).all() else "folio in a swap cache with no device"
     slots = np.flatnonzero(sw.cache >= 0)
     pfns = sw.cache[slots]
     if (mem.head[pfns] < 0).any():
@@ -86,29 +99,26 @@ def swap_cache_consistent(k: Kernel) -> str | None:
     return None
 
 
-def rss_counters_match(k: Kernel) -> str | None:
+def rss_counters_match(s: Scan) -> str | None:
     """MM_ANONPAGES and MM_SWAPENTS equal what the page tables hold."""
-    for mm in k.mms.values():
-        table = np.repeat(mm.pmd_kind == PMD_TABLE, HPAGE_PMD_NR)
-        anon = int((table & (mm.pte_kind == PTE_PRESENT) & (mm.pte_pfn != ZERO_PFN)).sum())
+    for mm, _, pres, swp in s.per_mm:
+        anon = int((pres & (mm.pte_pfn != ZERO_PFN)).sum())
         anon += HPAGE_PMD_NR * int((mm.pmd_kind == PMD_HUGE).sum())
-        swap = int((table & (mm.pte_kind == PTE_SWAP)).sum())
-        swap += HPAGE_PMD_NR * int((mm.pmd_kind == PMD_SWAP).sum())
+        swap = int(swp.sum()) + HPAGE_PMD_NR * int((mm.pmd_kind == PMD_SWAP).sum())
         if (mm.anonpages, mm.swapents) != (anon, swap):
             return (f"pid {mm.pid}: MM_ANONPAGES/MM_SWAPENTS {mm.anonpages}/{mm.swapents}"
                     f" but the page tables hold {anon}/{swap}")
     return None
 
 
-def mapcounts_match(k: Kernel) -> str | None:
+def mapcounts_match(s: Scan) -> str | None:
     """Every page's mapcount and every folio's entire mapcount equal the mappings that exist."""
-    mem = k.mem
+    mem = s.k.mem
     n = mem.high_water
     pte_maps = np.zeros(n, dtype=np.int64)
     pmd_maps = np.zeros(n, dtype=np.int64)
-    for mm in k.mms.values():
-        table = np.repeat(mm.pmd_kind == PMD_TABLE, HPAGE_PMD_NR)
-        pfns = mm.pte_pfn[table & (mm.pte_kind == PTE_PRESENT)]
+    for mm, _, pres, _ in s.per_mm:
+        pfns = mm.pte_pfn[pres]
         pte_maps += np.bincount(pfns[pfns != ZERO_PFN], minlength=n)
         pmd_maps += np.bincount(mm.pmd_pfn[mm.pmd_kind == PMD_HUGE], minlength=n)
     head = mem.head[:n]
@@ -124,9 +134,9 @@ def mapcounts_match(k: Kernel) -> str | None:
     return None
 
 
-def no_leaked_folio(k: Kernel) -> str | None:
+def no_leaked_folio(s: Scan) -> str | None:
     """Every live folio is mapped or in the swap cache (a folio with no reference was leaked)."""
-    mem = k.mem
+    mem = s.k.mem
     n = mem.high_water
     head = mem.head[:n]
     live = head >= 0
@@ -141,24 +151,22 @@ def no_leaked_folio(k: Kernel) -> str | None:
     return None
 
 
-def writeback_only_in_swapcache(k: Kernel) -> str | None:
+def writeback_only_in_swapcache(s: Scan) -> str | None:
     """A folio under writeback is live and in the swap cache (else the write would be lost)."""
-    mem = k.mem
-    n = mem.high_water
-    wb = np.flatnonzero(mem.writeback[:n])
+    mem = s.k.mem
+    wb = np.flatnonzero(mem.writeback[:mem.high_water])
     bad = wb[(mem.head[wb] != wb) | (mem.swap[wb] < 0)]
     if bad.size:
         return f"folio {int(bad[0])} is under writeback but freed or not in the swap cache"
     return None
 
 
-def writable_implies_exclusive(k: Kernel) -> str | None:
+def writable_implies_exclusive(s: Scan) -> str | None:
     """A writable private mapping maps an anon-exclusive page (else a write could leak across fork)."""
-    mem = k.mem
-    for mm in k.mms.values():
-        table = np.repeat(mm.pmd_kind == PMD_TABLE, HPAGE_PMD_NR)
-        w = table & (mm.pte_kind == PTE_PRESENT) & mm.pte_write
-        if (mm.pte_pfn[w] == ZERO_PFN).any() or not mem.anon_exclusive[mm.pte_pfn[w]].all():
+    mem = s.k.mem
+    for mm, _, pres, _ in s.per_mm:
+        pfns = mm.pte_pfn[pres & mm.pte_write]
+        if (pfns == ZERO_PFN).any() or not mem.anon_exclusive[pfns].all():
             return f"pid {mm.pid}: writable PTE on a page that is not anon-exclusive"
         for r in np.flatnonzero((mm.pmd_kind == PMD_HUGE) & mm.pmd_write):
             if not mem.anon_exclusive[int(mm.pmd_pfn[r])]:
@@ -166,13 +174,12 @@ def writable_implies_exclusive(k: Kernel) -> str | None:
     return None
 
 
-def entries_inside_vmas(k: Kernel) -> str | None:
+def entries_inside_vmas(s: Scan) -> str | None:
     """Structure: no entry outside a VMA, no huge entry (present or swap) across a VMA boundary."""
-    for mm in k.mms.values():
+    for mm, table, _, _ in s.per_mm:
         inside = np.zeros(mm.pte_kind.size, dtype=bool)
         for v in mm.vmas:
             inside[v.start:v.end] = True
-        table = np.repeat(mm.pmd_kind == PMD_TABLE, HPAGE_PMD_NR)
         stray = np.flatnonzero(table & (mm.pte_kind != 0) & ~inside)
         if stray.size:
             return f"pid {mm.pid}: PTE entry at page {int(stray[0])} outside every VMA"
@@ -183,20 +190,20 @@ def entries_inside_vmas(k: Kernel) -> str | None:
     return None
 
 
-def nothing_references_removed_device(k: Kernel) -> str | None:
+def nothing_references_removed_device(s: Scan) -> str | None:
     """After swapoff no page table holds a swap entry."""
-    if k.swap is not None:
+    if s.k.swap is not None:
         return None
-    for mm in k.mms.values():
-        if (mm.pte_kind == PTE_SWAP).any() or (mm.pmd_kind == PMD_SWAP).any() or mm.swapents:
+    for mm, _, _, swp in s.per_mm:
+        if swp.any() or (mm.pmd_kind == PMD_SWAP).any() or mm.swapents:
             return f"pid {mm.pid} still holds swap entries after swapoff"
     return None
 
 
-def all_free_after_exit(k: Kernel) -> str | None:
+def all_free_after_exit(s: Scan) -> str | None:
     """With every process gone and the swap cache drained, every slot is free."""
-    sw = k.swap
-    if sw is None or k.mms or (sw.cache >= 0).any():
+    sw = s.k.swap
+    if sw is None or s.k.mms or (sw.cache >= 0).any():
         return None
     used = np.flatnonzero(sw.used & ~sw.foreign)
     return f"slot {int(used[0])} still allocated after every process exited" if used.size else None
@@ -204,15 +211,15 @@ def all_free_after_exit(k: Kernel) -> str | None:
 
 INVARIANTS = (swap_count_matches_entries, exclusive_implies_count_one, free_slots_are_clean,
               swap_cache_consistent, rss_counters_match, mapcounts_match, no_leaked_folio,
-              writeback_only_in_swapcache,
-              writable_implies_exclusive, entries_inside_vmas, nothing_references_removed_device,
-              all_free_after_exit)
+              writeback_only_in_swapcache, writable_implies_exclusive, entries_inside_vmas,
+              nothing_references_removed_device, all_free_after_exit)
 
 
 def check_invariants(k: Kernel) -> tuple[str, str] | None:
     """The first invariant that fails, as (name, message), or None."""
+    s = Scan(k)
     for inv in INVARIANTS:
-        msg = inv(k)
+        msg = inv(s)
         if msg:
             return inv.__name__, msg
     return None
