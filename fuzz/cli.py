@@ -278,6 +278,40 @@ def cmd_bugs(args) -> int:
     return EXIT_OK
 
 
+def cmd_merge_corpus(args) -> int:
+    """libFuzzer -merge=1 into a fresh directory, then swap it in; the old corpus is kept as
+    CORPUS.old until the merge has succeeded, so nothing is lost on failure."""
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from .engines import ATHERIS_TARGET, REPO
+
+    corpus = Path(args.corpus)
+    if not corpus.is_dir():
+        raise UsageError(f"{corpus}: not a directory")
+    merged, old = corpus.with_name(corpus.name + ".merged"), corpus.with_name(corpus.name + ".old")
+    for p in (merged, old):
+        if p.exists():
+            raise UsageError(f"{p}: already exists (left by an earlier merge?); move it away first")
+    merged.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    r = subprocess.run([sys.executable, str(ATHERIS_TARGET), "-merge=1", str(merged), str(corpus)],
+                       env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if r.returncode != 0:
+        shutil.rmtree(merged)
+        print(r.stdout[-2000:], file=sys.stderr)
+        raise UsageError(f"{corpus}: libFuzzer merge failed (exit {r.returncode}); corpus unchanged")
+    before = sum(1 for _ in corpus.iterdir())
+    corpus.rename(old)
+    merged.rename(corpus)
+    shutil.rmtree(old)
+    print(f"{corpus}: {before} inputs -> {sum(1 for _ in corpus.iterdir())} after merge")
+    return EXIT_OK
+
+
 def cmd_bench(args) -> int:
     import importlib
 
@@ -337,6 +371,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("bugs", help="list the bug catalogue")
     r.set_defaults(fn=cmd_bugs)
+
+    r = sub.add_parser("merge-corpus", help="merge and prune a libFuzzer corpus directory in place "
+                       "(libFuzzer -merge=1: keeps the inputs that add coverage)")
+    r.add_argument("corpus")
+    r.set_defaults(fn=cmd_merge_corpus)
 
     r = sub.add_parser("bench", help="benchmarks (fuzz/bench.py)")
     r.add_argument("rest", nargs=argparse.REMAINDER)
