@@ -195,10 +195,11 @@ class Oracle:
             self.freed_value.pop(pid, None)
         elif isinstance(op, O.Free) and pid in self.legacy.mms:
             sl = slice(op.start, op.start + op.npages)
-            self.freed.setdefault(pid, np.zeros(O.VA_PAGES, bool))[sl] = True
+            freed = self.freed.setdefault(pid, np.zeros(O.VA_PAGES, bool))
             old = self._freed_value(pid)
-            if pid in self.prev_contents:
-                old[sl] = self.prev_contents[pid][sl]
+            if pid in self.prev_contents:  # a page freed again keeps the value it was first freed with
+                old[sl] = np.where(freed[sl], old[sl], self.prev_contents[pid][sl])
+            freed[sl] = True
         elif isinstance(op, O.MremapMove) and res == O.OK:
             self._move(pid, op.start, op.dst, op.npages, all_moved=True)
         elif isinstance(op, O.UffdMove):
