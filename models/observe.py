@@ -118,11 +118,13 @@ def observe_mm(k: Kernel, mm: MM) -> ProcObs:
     for r in np.flatnonzero((mm.pmd_kind == PMD_HUGE) | (mm.pmd_kind == PMD_SWAP)):
         k.pagemap_pmd_range(mm, int(r), builder)
     anon = (po.state == PRESENT) & ~(table & (mm.pte_pfn == ZERO_PFN))
-    po.smaps = tuple(
-        (v.start, v.end, int(anon[v.start:v.end].sum()),
-         int((po.state[v.start:v.end] == SWAPPED).sum()),
-         int((anon[v.start:v.end] & po.pmd_level[v.start:v.end]).sum()))
-        for v in mm.vmas)
+    # per-VMA sums from prefix sums: Rss (anon pages), Swap, AnonHugePages
+    cum = np.zeros((3, n + 1), dtype=np.int32)
+    np.cumsum(anon, out=cum[0, 1:])
+    np.cumsum(po.state == SWAPPED, out=cum[1, 1:])
+    np.cumsum(anon & po.pmd_level, out=cum[2, 1:])
+    po.smaps = tuple((v.start, v.end) + tuple(int(x) for x in cum[:, v.end] - cum[:, v.start])
+                     for v in mm.vmas)
     return po
 
 
