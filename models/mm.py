@@ -1563,9 +1563,9 @@ class Kernel:
         end = src + n
         while src < end:
             rs, rd = src // HPAGE_PMD_NR, dst // HPAGE_PMD_NR
-            if mm.pmd_kind[rd] in (PMD_HUGE, PMD_SWAP):
-                return EEXIST
-            if mm.pmd_kind[rs] in (PMD_HUGE, PMD_SWAP):
+            if mm.pmd_kind[rd] == PMD_HUGE:
+                return EEXIST  # pmd_trans_huge(dst_pmdval): a present THP only
+            if mm.pmd_kind[rs] in (PMD_HUGE, PMD_SWAP):  # pmd_trans_huge_lock(src_pmd)
                 # move_splits_huge_pmd(): unaligned or short, or the dst PMD is populated
                 if src % HPAGE_PMD_NR or dst % HPAGE_PMD_NR or end - src < HPAGE_PMD_NR \
                         or mm.pmd_kind[rd] != PMD_NONE:
@@ -1583,6 +1583,10 @@ class Kernel:
                 continue
             if mm.pmd_kind[rs] == PMD_NONE:
                 return ENOENT  # no UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES
+            if mm.pmd_kind[rd] == PMD_SWAP:
+                # [I] the series: a PMD swap entry stands for 512 populated PTEs, as a dst PTE
+                # that is not none gives -EEXIST in move_pages_pte()
+                return EEXIST
             if mm.pmd_kind[rd] == PMD_NONE:
                 mm.pmd_kind[rd] = PMD_TABLE
             err = self.move_pages_pte(mm, src, dst, dvma)
