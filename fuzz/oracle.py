@@ -32,7 +32,7 @@ from models.ops import HPAGE_PMD_NR, NR_REGIONS
 
 @dataclass(frozen=True)
 class Tolerated:
-    event: str  # the event name the PMD model reports
+    event: str  # the PMD model's event name, or the oracle's own name for a derived tolerance
     effect: str  # what the oracle does about it
     reason: str
     section: str  # semantics.md section that justifies it
@@ -211,7 +211,9 @@ class Oracle:
         if w is not None:
             p, a, b = w
             self.shadow.setdefault(p, np.zeros(O.VA_PAGES, bool))[a:b] = True
-            if p in self.freed:
+            if p in self.freed and isinstance(op, O.Write):
+                # a store of a new value settles a freed page; a store fault writes back what it
+                # read (zero or the freed value), which leaves both possible
                 self.freed[p][a:b] = False
 
     def _follow_expect(self, op: O.Op, res: int, pids_before: set[int], ol) -> None:
@@ -246,8 +248,7 @@ class Oracle:
             p, a, b = w
             if isinstance(op, O.Write):
                 self.expect[p][a:b] = (op.value & O.MAX_VALUE) << 16 | np.arange(a, b)
-            elif p in ol.procs:  # a write fault stores what it read: that settles a freed page
-                self.expect[p][a:b] = ol.procs[p].contents[a:b]
+            # a store fault (`fault write=1`) writes back what it read: the expectation stands
 
     def _entry_vs_none(self, op: O.Op) -> bool:
         """Does the op's range touch a tainted page that is none in one model only?"""

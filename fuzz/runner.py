@@ -19,11 +19,9 @@ class RunResult:
 
 def make_models(bug: str | None = None):
     """A fresh (legacy, pmd) pair; `bug` names a catalogue bug injected into the PMD model."""
-    try:
-        from models.pmd_swap import PmdSwapKernel
-    except ImportError:  # the PMD model is not there yet: compare legacy with itself
-        PmdSwapKernel = LegacyKernel
-    return LegacyKernel(), PmdSwapKernel()
+    from models.bugs import make_pmd_kernel  # KeyError lists the valid names
+
+    return LegacyKernel(), make_pmd_kernel(bug)
 
 
 def run_trace(ops: list[O.Op], bug: str | None = None) -> RunResult:

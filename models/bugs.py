@@ -48,7 +48,7 @@ def copied_source_hash(fn) -> str:
 # PmdSwapKernel methods whose body is copied below, with the hash of the version copied.
 COPIED_FROM = {
     "do_huge_pmd_swap_page": "871c33a665770693",
-    "unuse_pmd": "165b657aa0aa4210",
+    "unuse_pmd": "30abed8bc4b09c9c",
     "zap_huge_pmd": "eea65c9ddb1abe14",
     "change_huge_pmd": "b4d948b4c70750f8",
     "madvise_free_huge_pmd": "ae6473033f62cba9",
@@ -166,6 +166,7 @@ def _unuse(k: PmdSwapKernel, mm: MM, vma: Vma, r: int, fail_alloc: bool, mistake
     mm.anonpages += N
     sw.put(np.arange(base, base + N))
     k.folio_free_swap(head)
+    k.events.append(("pmd_unuse", mm.pid, r, base))
     return 0
 
 
@@ -264,13 +265,11 @@ class SwapinNoSoftDirtyWp(PmdSwapKernel):
     """do_huge_pmd_swap_page(): maps writable without the soft-dirty write-protect check of the PTE
     path (pte_needs_soft_dirty_wp: VMA without VM_SOFTDIRTY and an entry without SD).
     From: semantics.md 1.2 PMD step 3 [I], 4 item 7.
-    BLIND SPOT. The kernel symptom is that after clear_refs a write through the writable PMD is never
-    recorded (the CPU sets the dirty bit, not soft-dirty). The model's store path
-    (Kernel.access_range in models/mm.py) sets soft-dirty on every write, even through an entry that
-    is already writable, so the missed write-protect fault leaves no trace, and writability is not
-    compared. To make it visible: an invariant "a writable present entry is soft-dirty or its VMA has
-    VM_SOFTDIRTY" (true of both correct models), or a store path that only sets the dirty bit when
-    the entry is already writable."""
+    The kernel symptom is that after clear_refs a write through the writable PMD is never recorded
+    (the CPU sets the dirty bit, not soft-dirty). The model's store path sets soft-dirty on every
+    write, so the contents and soft-dirty rules cannot see it; the invariant
+    writable_implies_soft_dirty (a tracked writable entry is soft-dirty) catches the writable PMD
+    as soon as it is installed."""
 
     def do_huge_pmd_swap_page(self, mm, vma, r, page, write, fail_alloc):
         return _swapin(self, mm, vma, r, page, write, fail_alloc, "no_sd_wp")
@@ -779,8 +778,8 @@ for _name, _cls in BUGS.items():
     _cls.bug = _name
 
 # Bugs the current oracle cannot see (the class docstring says why and what would make it visible).
-BLIND_SPOTS = frozenset({"zswap_installs_pmd_entry", "swapin_no_soft_dirty_wp",
-                         "swapin_mixed_cache_reads_device", "clear_soft_dirty_skips_swap_pmd"})
+BLIND_SPOTS = frozenset({"zswap_installs_pmd_entry", "swapin_mixed_cache_reads_device",
+                         "clear_soft_dirty_skips_swap_pmd"})
 
 
 def make_pmd_kernel(bug: str | None = None) -> PmdSwapKernel:

@@ -96,6 +96,11 @@ def swap_cache_consistent(s: Scan) -> str | None:
         return f"slot {int(slots[mem.head[pfns] < 0][0])} caches a freed page"
     if (mem.swap[pfns] != slots).any():
         return f"slot {int(slots[mem.swap[pfns] != slots][0])}: folio->swap disagrees"
+    n = mem.high_water
+    back = np.flatnonzero((mem.swap[:n] >= 0) & (mem.head[:n] >= 0))
+    lost = back[sw.cache[mem.swap[back]] != back]
+    if lost.size:
+        return f"pfn {int(lost[0])} says it caches slot {int(mem.swap[lost[0]])}, the swap cache disagrees"
     return None
 
 
@@ -174,6 +179,22 @@ def writable_implies_exclusive(s: Scan) -> str | None:
     return None
 
 
+def writable_implies_soft_dirty(s: Scan) -> str | None:
+    """With soft-dirty tracking on (VMA without VM_SOFTDIRTY) a writable entry is soft-dirty:
+    pte_needs_soft_dirty_wp() keeps a clean entry read-only so the next write faults and marks it."""
+    for mm, _, pres, _ in s.per_mm:
+        tracked = np.ones(mm.pte_kind.size, dtype=bool)
+        for v in mm.vmas:
+            tracked[v.start:v.end] = not v.softdirty
+        bad = np.flatnonzero(pres & mm.pte_write & ~mm.pte_sd & tracked)
+        if bad.size:
+            return f"pid {mm.pid}: writable PTE at page {int(bad[0])} is not soft-dirty while tracked"
+        for r in np.flatnonzero((mm.pmd_kind == PMD_HUGE) & mm.pmd_write & ~mm.pmd_sd):
+            if tracked[int(r) * HPAGE_PMD_NR]:
+                return f"pid {mm.pid}: writable PMD in region {int(r)} is not soft-dirty while tracked"
+    return None
+
+
 def entries_inside_vmas(s: Scan) -> str | None:
     """Structure: no entry outside a VMA, no huge entry (present or swap) across a VMA boundary."""
     for mm, table, _, _ in s.per_mm:
@@ -211,7 +232,8 @@ def all_free_after_exit(s: Scan) -> str | None:
 
 INVARIANTS = (swap_count_matches_entries, exclusive_implies_count_one, free_slots_are_clean,
               swap_cache_consistent, rss_counters_match, mapcounts_match, no_leaked_folio,
-              writeback_only_in_swapcache, writable_implies_exclusive, entries_inside_vmas,
+              writeback_only_in_swapcache, writable_implies_exclusive, writable_implies_soft_dirty,
+              entries_inside_vmas,
               nothing_references_removed_device, all_free_after_exit)
 
 

@@ -1,0 +1,1042 @@
+"""Export a trace as a self-contained C program that performs its ops with real syscalls.
+
+`export_c(ops, name)` returns the C source; `pmdswap-fuzz export-c TRACE -o FILE.c` writes it. The
+program is in the style of the kernel's mm selftests and can be attached to a bug report:
+
+    gcc -static -O2 -Wall -o repro repro.c -lpthread
+    ./repro [SWAPDEV [ZRAMDEV]]      # as root, in a throwaway VM; defaults /dev/vda /dev/zram0
+
+Design (see the comment block at the top of the generated file):
+  * the main process is an orchestrator that is not part of the trace; trace process N is the worker
+    holding slot N. Each worker runs a command loop reading op indices from its pipe, so ops run in
+    trace order across processes. `fork` in worker P gives the child the lowest free slot (as the
+    model does), `exit` makes the worker _exit();
+  * the trace's address window is fixed: WINDOW_BASE (2 MiB aligned) + page * 4096, every mmap is
+    MAP_FIXED_NOREPLACE there;
+  * `write` fills each page with a pattern whose first 32-bit word is (value << 16) | page;
+  * after every op the orchestrator prints `K:<op>.<key>=<value>` lines, read from /proc/<pid>/...
+    so that observing faults nothing in: result, per process the VMAs of the window, pagemap
+    (present / swapped, swap type and offset, soft-dirty, exclusive, uffd-wp) and the first word of
+    every present page, run-length encoded; smaps Rss / Swap / AnonHugePages totals; vmstat deltas.
+    After the last op it reads every page that holds an entry (faulting swapped ones in) as the
+    final content check (`K:end...`).
+
+Ops the target kernel cannot express raise `ExportError` naming the op index and why; nothing is
+dropped silently. What a target can express is a `kernel_profiles.Profile` (default: Linux 6.1).
+"""
+
+from __future__ import annotations
+
+import re
+
+from models import ops as O
+
+from .kernel_profiles import DEFAULT_PROFILE, PROFILES, Profile
+from .trace import format_op
+
+__all__ = ["ExportError", "export_c", "check_exportable", "WINDOW_BASE"]
+
+WINDOW_BASE = 0x200000000000  # 32 TiB: 2 MiB aligned, far from anything a static binary maps
+
+# op kind numbers of the generated table, in OPS order
+_KIND = {cls: i for i, cls in enumerate(O.OPS)}
+
+
+class ExportError(ValueError):
+    """An op the target kernel cannot express; `index` is the op's 0-based position."""
+
+    def __init__(self, index: int, op: O.Op | None, why: str) -> None:
+        where = f"op {index} ({format_op(op)})" if op is not None else f"op {index}"
+        super().__init__(f"{where}: cannot be expressed on a real kernel: {why}")
+        self.index, self.op, self.why = index, op, why
+
+
+def _profile(profile: str | Profile | None) -> Profile:
+    if profile is None:
+        return PROFILES[DEFAULT_PROFILE]
+    if isinstance(profile, Profile):
+        return profile
+    if profile not in PROFILES:
+        raise ValueError(f"unknown kernel profile {profile!r} (profiles: {', '.join(PROFILES)})")
+    return PROFILES[profile]
+
+
+def _why_not(op: O.Op, prof: Profile) -> str | None:
+    """Why `op` cannot be run on a kernel of profile `prof`, or None."""
+    if getattr(op, "fail_alloc", False):
+        return ("fail_alloc=1 injects an allocation failure at one exact kernel allocation; "
+                "a real kernel offers no such switch (fault injection is probabilistic)")
+    if isinstance(op, O.Fragment):
+        return ("fragment stands for other users' order-0 slots in every free swap cluster; "
+                "userspace cannot place slots on a real swap device")
+    if isinstance(op, O.ZswapEnable) and "zswap" not in prof.capabilities:
+        return f"{prof.kernel} has no zswap (CONFIG_ZSWAP is not set in that kernel)"
+    if isinstance(op, O.UffdMove) and "uffdio_move" not in prof.capabilities:
+        return f"UFFDIO_MOVE does not exist in {prof.kernel} (added in Linux 6.8)"
+    if isinstance(op, O.SplitThp) and "split_huge_pages" not in prof.capabilities:
+        return f"{prof.kernel} has no debugfs split_huge_pages"
+    for f in ("start", "page", "src", "dst"):
+        lo = getattr(op, f, None)
+        if lo is None:
+            continue
+        n = 1 if f == "page" else getattr(op, "npages", 1)
+        if f == "start" and isinstance(op, O.MremapShrink):
+            n = max(op.npages, op.new_npages)
+        if lo + n > O.VA_PAGES:
+            return (f"pages {lo}..{lo + n - 1} reach beyond the {O.VA_PAGES}-page window, whose "
+                    "end the model treats as TASK_SIZE; a real window ends elsewhere")
+    return None
+
+
+def check_exportable(ops: list[O.Op], profile: str | Profile | None = None) -> None:
+    """Raise ExportError for the first op that a kernel of `profile` cannot express."""
+    prof = _profile(profile)
+    for i, op in enumerate(ops):
+        why = _why_not(op, prof)
+        if why:
+            raise ExportError(i, op, why)
+
+
+def _c_string(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _op_row(i: int, op: O.Op) -> str:
+    """One `struct op` initialiser: {kind, pid, a, b, c, d} with the fields named per kind."""
+    k = type(op)
+    pid = getattr(op, "pid", -1)
+    a = b = c = d = 0
+    if k in (O.Mmap,):
+        a, b, c = op.start, op.npages, int(op.hugepage)
+    elif k in (O.Munmap, O.Pageout, O.Dontneed, O.Free, O.UffdRegister):
+        a, b = op.start, op.npages
+    elif k is O.Write:
+        a, b, c = op.start, op.npages, op.value
+    elif k is O.Fault:
+        a, c = op.page, int(op.write)
+    elif k is O.Mprotect:
+        a, b, c = op.start, op.npages, op.prot
+    elif k is O.MremapMove:
+        a, b, c = op.start, op.npages, op.dst
+    elif k is O.MremapShrink:
+        a, b, c = op.start, op.npages, op.new_npages
+    elif k is O.Swapon:
+        c = int(op.sync)
+    elif k is O.UffdWp:
+        a, b, c = op.start, op.npages, int(op.enable)
+    elif k is O.UffdMove:
+        a, b, c = op.src, op.npages, op.dst
+    return (f"\t{{ OP_{k.name.upper():<14}, {pid:2d}, {a:4d}, {b:4d}, {c:5d}, {d} }}, "
+            f"/* {i:3d}: {format_op(op)} */")
+
+
+def export_c(ops: list[O.Op], name: str, profile: str | Profile | None = None) -> str:
+    """The C program performing `ops` (trace `name`) on a kernel of `profile` (default Linux 6.1)."""
+    prof = _profile(profile)
+    check_exportable(ops, prof)
+    uses_move = any(isinstance(op, O.UffdMove) for op in ops)
+    rows = "\n".join(_op_row(i, op) for i, op in enumerate(ops))
+    enum = ",\n".join(f"\tOP_{cls.name.upper()} = {_KIND[cls]}" for cls in O.OPS)
+    safe = re.sub(r"[^A-Za-z0-9_.+-]", "_", name)[:120]
+    head = HEADER.format(name=safe, nops=len(ops), kernel=prof.kernel, profile=prof.name)
+    return (head + RUNTIME.replace("@ENUM@", enum)
+            .replace("@WINDOW_BASE@", f"0x{WINDOW_BASE:x}UL")
+            .replace("@VA_PAGES@", str(O.VA_PAGES))
+            .replace("@MAX_PROCS@", str(O.MAX_PROCS))
+            .replace("@UFFD_MODE@", "UFFDIO_REGISTER_MODE_WP | UFFDIO_REGISTER_MODE_MISSING"
+                     if uses_move else "UFFDIO_REGISTER_MODE_WP")
+            .replace("@NAME@", _c_string(safe))
+            .replace("@OPS@", rows))
+
+
+HEADER = """\
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * {name}: a pmdswap-fuzz trace as a real-kernel reproducer ({nops} ops).
+ * Generated by `pmdswap-fuzz export-c` for kernel profile {profile} ({kernel}).
+ *
+ * Build: gcc -static -O2 -Wall -o repro repro.c -lpthread
+ * Run:   ./repro [SWAPDEV [ZRAMDEV]]   as root, in a throwaway VM (defaults /dev/vda /dev/zram0).
+ *        SWAPDEV must be a block device: the program writes a fresh swap header on it, marks it
+ *        non-rotational (THP swap-out needs SWP_SOLIDSTATE) and swaps on it. It also sets
+ *        THP enabled=madvise, use_zero_page=0, vm.page-cluster=0 and parks khugepaged.
+ *
+ * The main process orchestrates and is not part of the trace. Trace process N is the worker in
+ * slot N: each worker reads op indices from its pipe and performs them, so ops run in trace order
+ * across processes. fork gives the child the lowest free slot. The trace's window of pages is
+ * mapped at WINDOW_BASE + page * 4096 with MAP_FIXED_NOREPLACE.
+ *
+ * Output: after every op, `K:<op>.<key>=<value>` lines read by the orchestrator from /proc/<pid>/
+ * (pagemap, smaps, mem) so that observing faults nothing in:
+ *   K:<i>.res        the op's result: 0, -EINVAL ..., SIGSEGV, SIGBUS, UFFD_WP_TRAP or n/a
+ *   K:<i>.p<N>.vma   VMAs in the window: start+npages:prot[h=MADV_HUGEPAGE][u=uffd-wp registered]
+ *   K:<i>.p<N>.pm    pagemap runs: start+n:P|S|N[d=soft-dirty][x=exclusive][w=uffd-wp][@type:off]
+ *                    (a swapped run has consecutive offsets from off)
+ *   K:<i>.p<N>.ct    first word of present pages: start+n:=V (all V) or start+n:+V (V + page)
+ *   K:<i>.p<N>.bad   present pages whose other words do not follow their first word's pattern
+ *   K:<i>.p<N>.smaps Rss,Swap,AnonHugePages of the window's VMAs, in kB
+ *   K:<i>.vm         deltas of the THP / swap vmstat counters
+ * and after the last op K:end.p<N>.ct / .bad for every page holding an entry (swapped ones are
+ * faulted in for this final check).
+ */
+"""
+
+RUNTIME = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/fs.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/swap.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef MADV_PAGEOUT
+#define MADV_PAGEOUT 21
+#endif
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+#ifndef MLOCK_ONFAULT
+#define MLOCK_ONFAULT 0x01
+#endif
+struct uffdio_move_args { /* struct uffdio_move, Linux 6.8+ */
+	__u64 dst, src, len, mode;
+	__s64 move;
+};
+#ifndef UFFDIO_MOVE
+#define UFFDIO_MOVE _IOWR(UFFDIO, 0x05, struct uffdio_move_args)
+#endif
+
+#define PAGE_SZ 4096UL
+#define WINDOW_BASE @WINDOW_BASE@
+#define VA_PAGES @VA_PAGES@
+#define MAX_PROCS @MAX_PROCS@
+#define PAGE_ADDR(p) ((char *)(WINDOW_BASE + (unsigned long)(p) * PAGE_SZ))
+
+/* op results besides 0 and -errno (the trace format's names) */
+#define RES_SIGBUS 1007
+#define RES_SIGSEGV 1011
+#define RES_UFFD_WP_TRAP 2000
+#define RES_NA 999
+
+enum op_kind {
+@ENUM@
+};
+
+struct op {
+	int kind, pid, a, b, c, d;
+};
+
+static const char *trace_name = @NAME@;
+static const struct op ops[] = {
+@OPS@
+};
+#define NOPS ((int)(sizeof(ops) / sizeof(ops[0])))
+
+/* ---------------------------------------------------------------- setup */
+static const char *swapdev = "/dev/vda";
+static const char *zramdev = "/dev/zram0";
+static const char *active_swap; /* the device swapped on, or NULL */
+static const char *cgroup = "/sys/fs/cgroup/pmdswap-fuzz";
+
+static int write_file(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY);
+	if (fd < 0)
+		return -errno;
+	int r = write(fd, s, strlen(s)) < 0 ? -errno : 0;
+	close(fd);
+	return r;
+}
+
+static long vmstat_read(const char *name)
+{
+	FILE *f = fopen("/proc/vmstat", "r");
+	char k[128];
+	long v, r = 0;
+	if (!f)
+		return 0;
+	while (fscanf(f, "%127s %ld", k, &v) == 2)
+		if (!strcmp(k, name)) {
+			r = v;
+			break;
+		}
+	fclose(f);
+	return r;
+}
+
+static long meminfo_kb(const char *name)
+{
+	FILE *f = fopen("/proc/meminfo", "r");
+	char line[256];
+	long r = 0;
+	size_t n = strlen(name);
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, name, n) && line[n] == ':') {
+			r = atol(line + n + 1);
+			break;
+		}
+	fclose(f);
+	return r;
+}
+
+static void wait_writeback(void)
+{
+	for (int i = 0; i < 500 && vmstat_read("nr_writeback"); i++)
+		usleep(10000);
+}
+
+/* mkswap: a version-1 swap header covering the whole device */
+static int make_swap(const char *dev)
+{
+	char page[PAGE_SZ];
+	uint64_t bytes = 0;
+	int fd = open(dev, O_RDWR);
+	if (fd < 0)
+		return -errno;
+	if (ioctl(fd, BLKGETSIZE64, &bytes) < 0) {
+		struct stat st;
+		bytes = fstat(fd, &st) ? 0 : (uint64_t)st.st_size;
+	}
+	memset(page, 0, sizeof(page));
+	uint32_t *info = (uint32_t *)(page + 1024);
+	info[0] = 1;                                  /* version */
+	info[1] = (uint32_t)(bytes / PAGE_SZ - 1);    /* last_page */
+	info[2] = 0;                                  /* nr_badpages */
+	memcpy(page + PAGE_SZ - 10, "SWAPSPACE2", 10);
+	int r = pwrite(fd, page, PAGE_SZ, 0) == PAGE_SZ ? 0 : -EIO;
+	fsync(fd);
+	close(fd);
+	return r;
+}
+
+/* a fresh swap device: an SSD-like disk (async), or zram (SWP_SYNCHRONOUS_IO) */
+static int swap_on(int sync)
+{
+	const char *dev = sync ? zramdev : swapdev;
+	char path[256];
+	const char *b = strrchr(dev, '/') ? strrchr(dev, '/') + 1 : dev;
+	if (active_swap) /* one device at a time, as in the model: the kernel says EBUSY */
+		return swapon(active_swap, 0) ? -errno : -EBUSY;
+	if (sync) {
+		snprintf(path, sizeof(path), "/sys/block/%s/reset", b);
+		write_file(path, "1");
+		snprintf(path, sizeof(path), "/sys/block/%s/disksize", b);
+		write_file(path, "64M");
+	} else {
+		/* THP swap-out as a whole needs SWP_SOLIDSTATE (cluster allocation) */
+		snprintf(path, sizeof(path), "/sys/block/%s/queue/rotational", b);
+		write_file(path, "0");
+	}
+	int r = make_swap(dev);
+	if (r)
+		return r;
+	if (swapon(dev, 0))
+		return -errno;
+	active_swap = dev;
+	return 0;
+}
+
+static int swap_off(void)
+{
+	if (!active_swap)
+		return swapoff(swapdev) ? -errno : 0; /* the kernel's answer for a device not on */
+	if (swapoff(active_swap))
+		return -errno;
+	active_swap = NULL;
+	return 0;
+}
+
+static void setup_system(void)
+{
+	const char *t = "/sys/kernel/mm/transparent_hugepage";
+	char p[256];
+	snprintf(p, sizeof(p), "%s/enabled", t);
+	write_file(p, "madvise");
+	snprintf(p, sizeof(p), "%s/defrag", t);
+	write_file(p, "madvise");
+	snprintf(p, sizeof(p), "%s/use_zero_page", t);
+	write_file(p, "0");
+	/* khugepaged must not collapse anything behind the trace's back */
+	snprintf(p, sizeof(p), "%s/khugepaged/pages_to_scan", t);
+	write_file(p, "1");
+	snprintf(p, sizeof(p), "%s/khugepaged/scan_sleep_millisecs", t);
+	write_file(p, "86400000");
+	write_file("/proc/sys/vm/page-cluster", "0"); /* no swap readahead */
+	swapoff(swapdev);
+	swapoff(zramdev);
+	mkdir("/sys/fs/cgroup", 0755);
+	write_file("/sys/fs/cgroup/cgroup.subtree_control", "+memory");
+	mkdir(cgroup, 0755);
+}
+
+/* ---------------------------------------------------------------- page contents */
+static uint32_t pattern(uint32_t first, unsigned word)
+{
+	return word ? first ^ (word * 0x9e3779b1u) : first;
+}
+
+static void fill_page(char *p, uint32_t first)
+{
+	uint32_t *w = (uint32_t *)p;
+	w[0] = first; /* the first store makes the fault */
+	for (unsigned i = 1; i < PAGE_SZ / 4; i++)
+		w[i] = pattern(first, i);
+}
+
+/* a page is consistent if it is all zero or follows its first word's pattern */
+static int page_consistent(const uint32_t *w)
+{
+	int zero = 1, pat = 1;
+	for (unsigned i = 0; i < PAGE_SZ / 4 && (zero || pat); i++) {
+		zero &= w[i] == 0;
+		pat &= w[i] == pattern(w[0], i);
+	}
+	return zero || pat;
+}
+
+/* ---------------------------------------------------------------- worker side */
+static int my_slot = -1;
+static int cmd_fd[MAX_PROCS][2], reply_fd[MAX_PROCS][2];
+static sigjmp_buf fault_jmp;
+static volatile sig_atomic_t fault_sig;
+static int uffd = -1;
+
+static void on_fault(int sig)
+{
+	fault_sig = sig;
+	siglongjmp(fault_jmp, 1);
+}
+
+static pid_t worker_tid; /* the worker's (only other) thread: the one that faults */
+
+static void *uffd_handler(void *arg)
+{
+	/* A store to a uffd-wp protected page blocks in handle_userfault() after the kernel has done
+	 * everything it does before trapping (a swap-in included). That is the trace's UFFD_WP_TRAP:
+	 * interrupt the blocked thread with SIGUSR1 (the wait is interruptible), whose handler jumps
+	 * out of the access, so the store never happens and the page is left as the kernel left it. */
+	struct uffd_msg msg;
+	(void)arg;
+	for (;;) {
+		if (read(uffd, &msg, sizeof(msg)) != sizeof(msg))
+			continue;
+		if (msg.event != UFFD_EVENT_PAGEFAULT)
+			continue;
+		if (msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
+			syscall(SYS_tgkill, getpid(), worker_tid, SIGUSR1);
+		} else { /* MISSING (registered only for UFFDIO_MOVE): never leave it blocked */
+			struct uffdio_zeropage zp = {
+				.range = { .start = msg.arg.pagefault.address & ~(PAGE_SZ - 1), .len = PAGE_SZ },
+			};
+			ioctl(uffd, UFFDIO_ZEROPAGE, &zp);
+		}
+	}
+	return NULL;
+}
+
+static int uffd_open(void)
+{
+	if (uffd >= 0)
+		return 0;
+	uffd = syscall(__NR_userfaultfd, O_CLOEXEC);
+	if (uffd < 0)
+		return -errno;
+	struct uffdio_api api = { .api = UFFD_API };
+	if (ioctl(uffd, UFFDIO_API, &api))
+		return -errno;
+	pthread_t th;
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old); /* signals are for the worker thread only */
+	worker_tid = syscall(SYS_gettid);
+	pthread_create(&th, NULL, uffd_handler, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return 0;
+}
+
+/* user stores (write) or one access (fault): page by page, a failing page stops the op */
+static int access_pages(unsigned start, unsigned n, int write, int value, int store_same)
+{
+	for (unsigned p = start; p < start + n; p++) {
+		char *addr = PAGE_ADDR(p);
+		if (sigsetjmp(fault_jmp, 1))
+			return fault_sig == SIGUSR1 ? RES_UFFD_WP_TRAP :
+			       fault_sig == SIGBUS ? RES_SIGBUS : RES_SIGSEGV;
+		if (!write)
+			(void)*(volatile uint32_t *)addr;
+		else if (store_same)
+			*(volatile uint32_t *)addr = *(volatile uint32_t *)addr;
+		else
+			fill_page(addr, ((uint32_t)(value & 0xffff) << 16) | p);
+	}
+	return 0;
+}
+
+/* evict: while the orchestrator reclaims, every VMA of this worker is mlocked (on fault, so
+ * nothing is faulted in): only folios no page table maps can go */
+static void lock_all(int lock)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[512];
+	unsigned long s, e;
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx", &s, &e) != 2 || strstr(line, "[v"))
+			continue;
+		if (lock)
+			syscall(__NR_mlock2, (void *)s, e - s, MLOCK_ONFAULT);
+		else
+			munlock((void *)s, e - s);
+	}
+	fclose(f);
+}
+
+static int madv(unsigned start, unsigned n, int advice)
+{
+	return madvise(PAGE_ADDR(start), n * PAGE_SZ, advice) ? -errno : 0;
+}
+
+static int run_op(const struct op *o, int arg, int *extra)
+{
+	switch (o->kind) {
+	case OP_MMAP: {
+		void *p = mmap(PAGE_ADDR(o->a), o->b * PAGE_SZ, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+		if (p == MAP_FAILED)
+			return -errno;
+		if (p != PAGE_ADDR(o->a)) { /* a kernel without MAP_FIXED_NOREPLACE */
+			munmap(p, o->b * PAGE_SZ);
+			return -EEXIST;
+		}
+		return o->c ? madv(o->a, o->b, MADV_HUGEPAGE) : 0;
+	}
+	case OP_MUNMAP:
+		return munmap(PAGE_ADDR(o->a), o->b * PAGE_SZ) ? -errno : 0;
+	case OP_WRITE:
+		return access_pages(o->a, o->b, 1, o->c, 0);
+	case OP_FAULT:
+		return access_pages(o->a, 1, o->c, 0, 1);
+	case OP_PAGEOUT:
+		return madv(o->a, o->b, MADV_PAGEOUT);
+	case OP_DONTNEED:
+		return madv(o->a, o->b, MADV_DONTNEED);
+	case OP_FREE:
+		return madv(o->a, o->b, MADV_FREE);
+	case OP_MPROTECT: {
+		int prot = o->c == 0 ? PROT_NONE : o->c == 1 ? PROT_READ : PROT_READ | PROT_WRITE;
+		return mprotect(PAGE_ADDR(o->a), o->b * PAGE_SZ, prot) ? -errno : 0;
+	}
+	case OP_MREMAP: {
+		void *p = mremap(PAGE_ADDR(o->a), o->b * PAGE_SZ, o->b * PAGE_SZ,
+				 MREMAP_MAYMOVE | MREMAP_FIXED, PAGE_ADDR(o->c));
+		return p == MAP_FAILED ? -errno : 0;
+	}
+	case OP_MREMAP_SHRINK: {
+		void *p = mremap(PAGE_ADDR(o->a), o->b * PAGE_SZ, o->c * PAGE_SZ, 0);
+		return p == MAP_FAILED ? -errno : 0;
+	}
+	case OP_UFFD_REGISTER: {
+		int r = uffd_open();
+		if (r)
+			return r;
+		struct uffdio_register reg = {
+			.range = { .start = (unsigned long)PAGE_ADDR(o->a), .len = o->b * PAGE_SZ },
+			.mode = @UFFD_MODE@,
+		};
+		return ioctl(uffd, UFFDIO_REGISTER, &reg) ? -errno : 0;
+	}
+	case OP_UFFD_WP: {
+		if (uffd < 0)
+			return -ENOENT; /* nothing registered: no VMA of this context */
+		struct uffdio_writeprotect wp = {
+			.range = { .start = (unsigned long)PAGE_ADDR(o->a), .len = o->b * PAGE_SZ },
+			.mode = o->c ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
+		};
+		return ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) ? -errno : 0;
+	}
+	case OP_UFFD_MOVE: {
+		if (uffd < 0)
+			return -ENOENT;
+		struct uffdio_move_args mv = {
+			.dst = (unsigned long)PAGE_ADDR(o->c), .src = (unsigned long)PAGE_ADDR(o->a),
+			.len = o->b * PAGE_SZ, .mode = 0,
+		};
+		return ioctl(uffd, UFFDIO_MOVE, &mv) ? -errno : 0;
+	}
+	case OP_FORK: {
+		pid_t pid = fork();
+		if (pid < 0)
+			return -errno;
+		if (pid == 0) { /* the child takes slot `arg`; no uffd context is inherited */
+			my_slot = arg;
+			uffd = -1;
+			return -1000; /* tells the loop: start serving the new slot */
+		}
+		*extra = pid;
+		return 0;
+	}
+	case OP_EXIT:
+		_exit(0);
+	}
+	return -ENOSYS;
+}
+
+static void worker_loop(int slot)
+{
+	struct sigaction sa = { .sa_handler = on_fault };
+	sigaction(SIGSEGV, &sa, NULL);
+	sigaction(SIGBUS, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL); /* from the uffd handler thread: a uffd-wp trap */
+	signal(SIGCHLD, SIG_IGN); /* exited children go away at once */
+	my_slot = slot;
+	for (;;) {
+		int cmd[2], rep[2] = { 0, 0 };
+		if (read(cmd_fd[my_slot][0], cmd, sizeof(cmd)) != sizeof(cmd))
+			_exit(1);
+		if (cmd[0] == -1 || cmd[0] == -2) {
+			lock_all(cmd[0] == -1);
+		} else {
+			rep[0] = run_op(&ops[cmd[0]], cmd[1], &rep[1]);
+			if (rep[0] == -1000)
+				continue; /* the new child: nothing to answer, the parent does */
+		}
+		if (write(reply_fd[my_slot][1], rep, sizeof(rep)) != sizeof(rep))
+			_exit(1);
+	}
+}
+
+/* ---------------------------------------------------------------- orchestrator side */
+static pid_t slot_pid[MAX_PROCS];
+static char obuf[1 << 16];
+
+static void out(const char *tag, const char *key, const char *fmt, ...)
+{
+	va_list ap;
+	printf("K:%s.%s=", tag, key);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+}
+
+static int send_cmd(int slot, int cmd, int arg, int *extra)
+{
+	int c[2] = { cmd, arg }, rep[2];
+	if (write(cmd_fd[slot][1], c, sizeof(c)) != sizeof(c))
+		return -EPIPE;
+	if (read(reply_fd[slot][0], rep, sizeof(rep)) != sizeof(rep))
+		return -EPIPE;
+	if (extra)
+		*extra = rep[1];
+	return rep[0];
+}
+
+static void wait_gone(pid_t pid)
+{
+	char path[64], st[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	for (int i = 0; i < 5000; i++) {
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			;
+		int fd = open(path, O_RDONLY);
+		if (fd < 0)
+			return;
+		ssize_t n = read(fd, st, sizeof(st) - 1);
+		close(fd);
+		st[n > 0 ? n : 0] = 0;
+		char *c = strrchr(st, ')');
+		if (!c || c[2] == 'Z' || c[2] == 'X') /* exit_mm() is done before the zombie state */
+			return;
+		usleep(1000);
+	}
+}
+
+static int evict(void)
+{
+	/* memcg memory.reclaim of the workers' cgroup, with every mapped page mlocked: written-back
+	 * folios that no page table maps leave the swap cache; nothing else is reclaimed */
+	char path[256], amount[64];
+	wait_writeback();
+	for (int s = 0; s < MAX_PROCS; s++)
+		if (slot_pid[s])
+			send_cmd(s, -1, 0, NULL);
+	long kb = meminfo_kb("SwapCached");
+	int r = 0;
+	if (kb > 0) {
+		snprintf(path, sizeof(path), "%s/memory.reclaim", cgroup);
+		snprintf(amount, sizeof(amount), "%ldK", kb);
+		r = write_file(path, amount);
+		if (r == -EAGAIN) /* reclaimed less than asked: fine, only swap cache was eligible */
+			r = 0;
+	}
+	for (int s = 0; s < MAX_PROCS; s++)
+		if (slot_pid[s])
+			send_cmd(s, -2, 0, NULL);
+	return r;
+}
+
+static int split_thp(void)
+{
+	return write_file("/sys/kernel/debug/split_huge_pages", "1");
+}
+
+static int zswap_enable(void)
+{
+	return write_file("/sys/module/zswap/parameters/enabled", "Y");
+}
+
+static const char *vm_names[] = {
+	"thp_fault_alloc", "thp_fault_fallback", "thp_swpout", "thp_swpout_fallback",
+	"thp_split_pmd", "thp_split_page", "pswpout", "pswpin",
+};
+#define NVM (sizeof(vm_names) / sizeof(vm_names[0]))
+static long vm_prev[NVM];
+
+static void report_vmstat(const char *tag)
+{
+	char *o = obuf;
+	for (unsigned i = 0; i < NVM; i++) {
+		long v = vmstat_read(vm_names[i]);
+		o += sprintf(o, "%s%s:%ld", i ? "," : "", vm_names[i], v - vm_prev[i]);
+		vm_prev[i] = v;
+	}
+	out(tag, "vm", "%s", obuf);
+}
+
+#define PM_PRESENT (1ULL << 63)
+#define PM_SWAP (1ULL << 62)
+#define PM_UFFD_WP (1ULL << 57)
+#define PM_EXCL (1ULL << 56)
+#define PM_SOFTDIRTY (1ULL << 55)
+
+struct vma { unsigned long s, e; char prot[8]; int hg, uw; long rss, swap, ahp; };
+
+static int read_vmas(pid_t pid, struct vma *v, int max)
+{
+	char path[64], line[512];
+	unsigned long lo = WINDOW_BASE, hi = WINDOW_BASE + VA_PAGES * PAGE_SZ;
+	int n = 0, in = 0;
+	snprintf(path, sizeof(path), "/proc/%d/smaps", pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long s, e;
+		char perms[8];
+		if (sscanf(line, "%lx-%lx %7s", &s, &e, perms) == 3 && strchr(line, '-') < strchr(line, ' ')) {
+			in = s < hi && e > lo && n < max;
+			if (in) {
+				memset(&v[n], 0, sizeof(v[n]));
+				v[n].s = s;
+				v[n].e = e;
+				strcpy(v[n].prot, perms[0] != 'r' ? "none" : perms[1] == 'w' ? "rw" : "r");
+				n++;
+			}
+			continue;
+		}
+		if (!in)
+			continue;
+		struct vma *c = &v[n - 1];
+		if (!strncmp(line, "Rss:", 4))
+			c->rss = atol(line + 4);
+		else if (!strncmp(line, "Swap:", 5))
+			c->swap = atol(line + 5);
+		else if (!strncmp(line, "AnonHugePages:", 14))
+			c->ahp = atol(line + 14);
+		else if (!strncmp(line, "VmFlags:", 8)) {
+			c->hg = strstr(line, " hg") != NULL;
+			c->uw = strstr(line, " uw") != NULL;
+		}
+	}
+	fclose(f);
+	return n;
+}
+
+/* first words of pages [lo, hi) read from /proc/pid/mem (only pages the caller says hold an
+ * entry, so that only the final check faults anything in) */
+static void read_words(int memfd, const unsigned char *want, uint32_t *word, int *bad)
+{
+	static uint32_t buf[PAGE_SZ / 4];
+	for (unsigned p = 0; p < VA_PAGES; p++) {
+		if (!want[p])
+			continue;
+		if (pread(memfd, buf, PAGE_SZ, (off_t)(unsigned long)PAGE_ADDR(p)) != PAGE_SZ) {
+			word[p] = 0xdeadbeef;
+			(*bad)++;
+			continue;
+		}
+		word[p] = buf[0];
+		if (!page_consistent(buf))
+			(*bad)++;
+	}
+}
+
+static void report_contents(const char *tag, const char *key, const unsigned char *want,
+			    const uint32_t *word)
+{
+	char *o = obuf;
+	*o = 0;
+	for (unsigned p = 0; p < VA_PAGES;) {
+		if (!want[p]) {
+			p++;
+			continue;
+		}
+		unsigned q = p + 1;
+		int same = 1, plus = 1;
+		while (q < VA_PAGES && want[q] && (same || plus)) {
+			int s2 = same && word[q] == word[p];
+			int p2 = plus && word[q] - q == word[p] - p;
+			if (!s2 && !p2)
+				break;
+			same = s2;
+			plus = p2;
+			q++;
+		}
+		if (o > obuf + sizeof(obuf) - 64)
+			break;
+		if (same)
+			o += sprintf(o, "%s%u+%u:=%u", o == obuf ? "" : ";", p, q - p, word[p]);
+		else
+			o += sprintf(o, "%s%u+%u:+%u", o == obuf ? "" : ";", p, q - p, word[p] - p);
+		p = q;
+	}
+	out(tag, key, "%s", obuf);
+}
+
+static void observe_slot(const char *tag, int s, int final)
+{
+	static uint64_t pm[VA_PAGES];
+	static uint32_t word[VA_PAGES];
+	static unsigned char want[VA_PAGES];
+	static struct vma v[64];
+	char path[64], key[32], *o;
+	pid_t pid = slot_pid[s];
+	int nv = read_vmas(pid, v, 64), bad = 0;
+	long rss = 0, swp = 0, ahp = 0;
+
+	o = obuf;
+	*o = 0;
+	for (int i = 0; i < nv; i++) {
+		unsigned a = (v[i].s - WINDOW_BASE) / PAGE_SZ, b = (v[i].e - WINDOW_BASE) / PAGE_SZ;
+		o += sprintf(o, "%s%u+%u:%s%s%s", i ? ";" : "", a, b - a, v[i].prot,
+			     v[i].hg ? "h" : "", v[i].uw ? "u" : "");
+		rss += v[i].rss;
+		swp += v[i].swap;
+		ahp += v[i].ahp;
+	}
+	snprintf(key, sizeof(key), "p%d.vma", s);
+	out(tag, key, "%s", obuf);
+	snprintf(key, sizeof(key), "p%d.smaps", s);
+	out(tag, key, "%ld,%ld,%ld", rss, swp, ahp);
+
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", pid);
+	int fd = open(path, O_RDONLY);
+	memset(pm, 0, sizeof(pm));
+	if (fd >= 0) {
+		pread(fd, pm, sizeof(pm), (WINDOW_BASE / PAGE_SZ) * 8);
+		close(fd);
+	}
+	/* pages outside every VMA read as 0 from pagemap; mark them so runs stop at VMA edges */
+	memset(want, 0, sizeof(want));
+	for (int i = 0; i < nv; i++)
+		for (unsigned long a = v[i].s; a < v[i].e; a += PAGE_SZ)
+			want[(a - WINDOW_BASE) / PAGE_SZ] = 1;
+	o = obuf;
+	*o = 0;
+	for (unsigned p = 0; p < VA_PAGES;) {
+		if (!want[p]) {
+			p++;
+			continue;
+		}
+		uint64_t e = pm[p];
+		char st = e & PM_PRESENT ? 'P' : e & PM_SWAP ? 'S' : 'N';
+		uint64_t flags = e & (PM_PRESENT | PM_SWAP | PM_UFFD_WP | PM_EXCL | PM_SOFTDIRTY);
+		uint64_t type = e & 0x1f, off = (e & ((1ULL << 55) - 1)) >> 5;
+		unsigned q = p + 1;
+		while (q < VA_PAGES && want[q]) {
+			uint64_t f = pm[q];
+			if ((f & (PM_PRESENT | PM_SWAP | PM_UFFD_WP | PM_EXCL | PM_SOFTDIRTY)) != flags)
+				break;
+			if (st == 'S' && ((f & 0x1f) != type || ((f & ((1ULL << 55) - 1)) >> 5) != off + (q - p)))
+				break;
+			q++;
+		}
+		if (o > obuf + sizeof(obuf) - 64)
+			break;
+		o += sprintf(o, "%s%u+%u:%c%s%s%s", o == obuf ? "" : ";", p, q - p, st,
+			     e & PM_SOFTDIRTY ? "d" : "", e & PM_EXCL ? "x" : "", e & PM_UFFD_WP ? "w" : "");
+		if (st == 'S')
+			o += sprintf(o, "@%" PRIu64 ":%" PRIu64, type, off);
+		p = q;
+	}
+	snprintf(key, sizeof(key), "p%d.pm", s);
+	out(tag, key, "%s", obuf);
+
+	/* contents: present pages now; after the last op every page holding an entry */
+	for (unsigned p = 0; p < VA_PAGES; p++)
+		want[p] = want[p] && (pm[p] & (final ? (PM_PRESENT | PM_SWAP) : PM_PRESENT));
+	snprintf(path, sizeof(path), "/proc/%d/mem", pid);
+	fd = open(path, O_RDONLY);
+	if (fd >= 0) {
+		read_words(fd, want, word, &bad);
+		close(fd);
+	}
+	snprintf(key, sizeof(key), "p%d.ct", s);
+	report_contents(tag, key, want, word);
+	snprintf(key, sizeof(key), "p%d.bad", s);
+	out(tag, key, "%d", bad);
+}
+
+static const char *res_name(int r, char *buf)
+{
+	switch (r) {
+	case 0: return "0";
+	case RES_SIGBUS: return "SIGBUS";
+	case RES_SIGSEGV: return "SIGSEGV";
+	case RES_UFFD_WP_TRAP: return "UFFD_WP_TRAP";
+	case RES_NA: return "n/a";
+	}
+	if (r < 0) {
+		const char *n = strerrorname_np(-r);
+		sprintf(buf, "-%s", n ? n : "E?");
+	} else {
+		sprintf(buf, "%d", r);
+	}
+	return buf;
+}
+
+static pid_t spawn_worker(int slot)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (write_file("/sys/fs/cgroup/pmdswap-fuzz/cgroup.procs", "0"))
+			fprintf(stderr, "warning: cannot join the memcg: evict will not work\n");
+		worker_loop(slot);
+	}
+	return pid;
+}
+
+int main(int argc, char **argv)
+{
+	char tag[32], rb[64];
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc > 1)
+		swapdev = argv[1];
+	if (argc > 2)
+		zramdev = argv[2];
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	signal(SIGPIPE, SIG_IGN);
+	for (int s = 0; s < MAX_PROCS; s++)
+		if (pipe(cmd_fd[s]) || pipe(reply_fd[s]))
+			return 2;
+	setup_system();
+	printf("K:trace=%s\n", trace_name);
+	printf("K:setup.swapon=%d\n", swap_on(0));
+	for (unsigned i = 0; i < NVM; i++)
+		vm_prev[i] = vmstat_read(vm_names[i]);
+	slot_pid[0] = spawn_worker(0);
+
+	for (int i = 0; i < NOPS; i++) {
+		const struct op *o = &ops[i];
+		int r = 0, extra = 0;
+		switch (o->kind) {
+		case OP_EVICT:
+			r = evict();
+			break;
+		case OP_SWAPOFF:
+			r = swap_off();
+			break;
+		case OP_SWAPON:
+			r = swap_on(o->c);
+			break;
+		case OP_SPLIT_THP:
+			r = split_thp();
+			break;
+		case OP_ZSWAP_ENABLE:
+			r = zswap_enable();
+			break;
+		case OP_CLEAR_REFS: {
+			char path[64];
+			snprintf(path, sizeof(path), "/proc/%d/clear_refs", slot_pid[o->pid]);
+			r = slot_pid[o->pid] ? write_file(path, "4") : RES_NA;
+			break;
+		}
+		case OP_FORK: {
+			int child = -1;
+			if (!slot_pid[o->pid]) {
+				r = RES_NA;
+				break;
+			}
+			for (int s = 0; s < MAX_PROCS && child < 0; s++)
+				if (!slot_pid[s])
+					child = s;
+			if (child < 0) { /* MAX_PROCS stands for RLIMIT_NPROC */
+				r = -EAGAIN;
+				break;
+			}
+			r = send_cmd(o->pid, i, child, &extra);
+			if (r == 0)
+				slot_pid[child] = extra;
+			break;
+		}
+		case OP_EXIT: {
+			pid_t pid = slot_pid[o->pid];
+			if (!pid) {
+				r = RES_NA;
+				break;
+			}
+			int c[2] = { i, 0 };
+			write(cmd_fd[o->pid][1], c, sizeof(c));
+			wait_gone(pid);
+			slot_pid[o->pid] = 0;
+			break;
+		}
+		default:
+			r = slot_pid[o->pid] ? send_cmd(o->pid, i, 0, NULL) : RES_NA;
+		}
+		snprintf(tag, sizeof(tag), "%d", i);
+		out(tag, "res", "%s", res_name(r, rb));
+		for (int s = 0; s < MAX_PROCS; s++)
+			if (slot_pid[s])
+				observe_slot(tag, s, 0);
+		report_vmstat(tag);
+	}
+	for (int s = 0; s < MAX_PROCS; s++)
+		if (slot_pid[s])
+			observe_slot("end", s, 1);
+	for (int s = 0; s < MAX_PROCS; s++)
+		if (slot_pid[s]) {
+			kill(slot_pid[s], SIGKILL);
+			wait_gone(slot_pid[s]);
+		}
+	while (waitpid(-1, NULL, WNOHANG) > 0)
+		;
+	if (active_swap)
+		swapoff(active_swap);
+	rmdir(cgroup);
+	printf("K:done=1\n");
+	return 0;
+}
+"""

@@ -1,0 +1,830 @@
+"""Real-kernel conformance check: run traces on a real kernel under qemu and compare with a model.
+
+    kernel_check(trace_paths, kernel=None, model="legacy") -> KernelReport
+
+Steps: every trace is exported to C (fuzz/export_c.py; an op the kernel cannot express is an error
+before anything is built), compiled with `gcc -static`, and packed with busybox and the kernel's
+virtio / zram modules into an initramfs written by the pure-Python newc writer below. The kernel
+boots under qemu (KVM if a probe boot shows it works, else TCG) with a 64 MiB virtio disk that the
+guest marks non-rotational (THP swap-out as a whole needs SWP_SOLIDSTATE) and zram for `swapon
+sync=1`. All traces run in one boot; their `K:` lines come back over the serial console. Each trace
+is replayed on the profile's model and compared op by op; the first mismatch is reported with both
+values. Every result names the kernel version and the profile used.
+
+Without `kernel`, Debian's cloud kernel is fetched with `apt-get download` (apt checks the archive
+signature), unpacked with `dpkg -x` into ~/.cache/pmdswap-fuzz/kernel/<package>_<version>/ (never
+installed), and a sha256 manifest of what was unpacked is written next to it and checked on reuse.
+`kernel` may instead be a bzImage (modules are taken from ../lib/modules/<version>/ next to it if
+that exists, else the drivers must be built in) or a `dpkg -x` tree.
+
+Observables compared, per op (OBSERVABLES below is the list the report prints):
+  result      the op's return value, exactly (0, -errno, SIGSEGV, UFFD_WP_TRAP, n/a)
+  procs       which trace processes exist
+  vma         per page: inside a VMA, its protection, MADV_HUGEPAGE, uffd-wp registration
+              (per page, not per VMA: VMA merging is not part of what is checked)
+  state       per page: present / swapped / none (pagemap bits 63, 62)
+  soft_dirty  per page, pagemap bit 55
+  uffd_wp     per page, pagemap bit 57
+  exclusive   per page, pagemap bit 56, by the profile's rule: "model" = the model's exclusive bit;
+              "mapcount1" (6.1) = the model's page_mapcount() == 1 for present PTEs, the head
+              page's for a PMD-mapped THP, 0 for swap entries
+  swap        by structure, not value: per observation the map model offset -> kernel offset must be
+              a bijection (so sharing between processes matches), the swap type must be the same,
+              and pages whose model offsets share a 512-slot cluster at or above slot 512 must have
+              kernel offsets with the same differences (base + i within a swapped-out THP)
+  contents    first word of every present page (read via /proc/pid/mem, which faults nothing in),
+              and every other word of the page must follow it (`bad` = 0); after the last op every
+              page holding an entry is read, swapped ones faulted in, and compared
+  smaps       Rss, Swap, AnonHugePages summed over the window's VMAs (kB)
+  vmstat      per-op deltas of thp_fault_alloc, thp_fault_fallback, thp_swpout,
+              thp_swpout_fallback, thp_split_pmd, pswpout, pswpin
+Not compared: absolute swap offsets, swap usage totals, PFNs, swap-cache residency, writability.
+
+Bad input gives KernelCheckError with one clear line: a trace the exporter cannot express, a kernel
+that does not boot or a guest that hangs (bounded by `timeout`). Temporary files are always removed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from models import ops as O
+from models.mm import PMD_HUGE, PMD_TABLE, PTE_PRESENT
+from models.memory import ZERO_PFN
+from models.observe import NONE, PRESENT, SWAPPED, UNMAPPED, observe
+
+from .export_c import ExportError, export_c
+from .kernel_profiles import DEFAULT_PROFILE, PROFILES, Profile, make_model
+from .trace import TraceError, parse_trace_bytes
+
+__all__ = ["kernel_check", "KernelCheckError", "KernelReport", "TraceResult", "OBSERVABLES",
+           "fetch_debian_kernel", "qemu_available", "format_report"]
+
+OBSERVABLES = ("result", "procs", "vma", "state", "soft_dirty", "uffd_wp", "exclusive", "swap",
+               "contents", "smaps", "vmstat")
+VMSTAT_COMPARED = ("thp_fault_alloc", "thp_fault_fallback", "thp_swpout", "thp_swpout_fallback",
+                   "thp_split_pmd", "pswpout", "pswpin")
+CACHE = Path(os.environ.get("PMDSWAP_CACHE", Path.home() / ".cache" / "pmdswap-fuzz"))
+DEBIAN_META = "linux-image-cloud-amd64"
+MODULES = ("virtio_pci", "virtio_blk", "zram", "lzo_rle")  # wanted; missing/built-in is fine
+BUSYBOX = ("/bin/busybox", "/usr/bin/busybox")
+QEMU = "qemu-system-x86_64"
+
+
+class KernelCheckError(Exception):
+    """A kernel check that could not run (bad trace, no kernel, no boot, hang): one line."""
+
+
+# ---------------------------------------------------------------------------------------------
+# results
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class TraceResult:
+    path: str
+    ok: bool
+    ops: int
+    seconds: float | None  # guest time running the program
+    mismatch: str | None = None  # first mismatch, with both values
+    op_index: int | None = None
+
+
+@dataclass
+class KernelReport:
+    kernel_version: str
+    kernel_image: str
+    profile: str
+    model: str
+    accel: str
+    boot_seconds: float  # guest uptime when /init started
+    wall_seconds: float  # whole qemu run
+    results: list[TraceResult] = field(default_factory=list)
+    sha256: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+
+def format_report(rep: KernelReport) -> str:
+    lines = [f"kernel {rep.kernel_version} ({rep.kernel_image}"
+             + (f", sha256 {rep.sha256[:16]}" if rep.sha256 else "") + f"), accel {rep.accel}",
+             f"model {rep.model} under profile {rep.profile}; compared: {', '.join(OBSERVABLES)}",
+             f"boot {rep.boot_seconds:.1f} s to /init, qemu wall {rep.wall_seconds:.1f} s"]
+    for r in rep.results:
+        t = f"{r.seconds:.2f} s" if r.seconds is not None else "-"
+        status = "ok" if r.ok else f"MISMATCH at op {r.op_index}" if r.op_index is not None else "FAIL"
+        lines.append(f"  {status:<20} {t:>8}  {r.path}")
+        if not r.ok and r.mismatch:
+            lines += ["      " + s for s in r.mismatch.splitlines()]
+    bad = sum(not r.ok for r in rep.results)
+    lines.append(f"{len(rep.results) - bad}/{len(rep.results)} traces agree with the {rep.model} "
+                 f"model (profile {rep.profile}) on kernel {rep.kernel_version}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# tools and the kernel
+# ---------------------------------------------------------------------------------------------
+def qemu_available() -> str | None:
+    """None if qemu, busybox-static and gcc are there, else what is missing."""
+    missing = [t for t in (QEMU, "gcc") if not shutil.which(t)]
+    if not any(os.path.exists(b) for b in BUSYBOX):
+        missing.append("busybox")
+    if missing:
+        return (f"missing {', '.join(missing)} (install with tools/install-realkernel-deps.sh)")
+    return None
+
+
+def _busybox() -> str:
+    for b in BUSYBOX:
+        if os.path.exists(b):
+            out = subprocess.run(["file", "-L", b], capture_output=True, text=True).stdout \
+                if shutil.which("file") else "statically linked"
+            if "dynamically" in out:
+                raise KernelCheckError(f"{b} is not static: install busybox-static")
+            return b
+    raise KernelCheckError("busybox not found: install busybox-static")
+
+
+def _sha256_file(p: Path) -> str:
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _tree_digest(root: Path) -> str:
+    """sha256 over every file of an unpacked tree (path and content), in sorted order."""
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and not p.is_symlink():
+            h.update(str(p.relative_to(root)).encode() + b"\0" + _sha256_file(p).encode() + b"\n")
+    return h.hexdigest()
+
+
+def fetch_debian_kernel(cache: Path = CACHE) -> Path:
+    """The unpacked Debian cloud kernel: apt-get download + dpkg -x into the cache, with a manifest."""
+    kdir = cache / "kernel"
+    try:
+        dep = subprocess.run(["apt-cache", "depends", DEBIAN_META], capture_output=True,
+                             text=True, timeout=60).stdout
+        pkg = re.search(r"Depends:\s*(linux-image-\S+-cloud-amd64)", dep)
+    except (OSError, subprocess.TimeoutExpired):
+        pkg = None
+    if pkg is None:  # offline or not Debian: fall back to whatever is cached
+        cached = sorted(kdir.glob("*/manifest.json"))
+        if not cached:
+            raise KernelCheckError(f"cannot resolve {DEBIAN_META} with apt-cache and nothing is "
+                                   f"cached in {kdir}: pass --kernel IMAGE")
+        return _verify_cached(cached[-1].parent)
+    pkg = pkg.group(1)
+    for m in sorted(kdir.glob(f"{pkg}_*/manifest.json")):
+        return _verify_cached(m.parent)
+    kdir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="pmdswap-kdl-", dir=kdir) as tmp:
+        r = subprocess.run(["apt-get", "download", pkg], cwd=tmp, capture_output=True, text=True)
+        debs = glob.glob(os.path.join(tmp, "*.deb"))
+        if r.returncode or not debs:
+            raise KernelCheckError(f"apt-get download {pkg} failed: "
+                                   f"{(r.stderr or r.stdout).strip().splitlines()[-1:]}")
+        deb = Path(debs[0])
+        version = deb.name.split("_")[1]
+        dest = kdir / f"{pkg}_{version}"
+        unpack = Path(tmp) / "tree"
+        r = subprocess.run(["dpkg", "-x", str(deb), str(unpack)], capture_output=True, text=True)
+        if r.returncode:
+            raise KernelCheckError(f"dpkg -x {deb.name} failed: {r.stderr.strip()}")
+        manifest = {"package": pkg, "version": version, "deb": deb.name,
+                    "deb_sha256": _sha256_file(deb), "tree_sha256": _tree_digest(unpack),
+                    "fetched": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        (unpack / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.rename(unpack, dest)
+    return dest
+
+
+def _verify_cached(tree: Path) -> Path:
+    m = json.loads((tree / "manifest.json").read_text())
+    if _tree_digest_excluding_manifest(tree) != m["tree_sha256"]:
+        raise KernelCheckError(f"cached kernel {tree} does not match its recorded sha256: "
+                               "delete it to fetch again")
+    return tree
+
+
+def _tree_digest_excluding_manifest(tree: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(tree.rglob("*")):
+        if p.is_file() and not p.is_symlink() and p != tree / "manifest.json":
+            h.update(str(p.relative_to(tree)).encode() + b"\0" + _sha256_file(p).encode() + b"\n")
+    return h.hexdigest()
+
+
+def image_version(image: Path) -> str:
+    """The version string in a bzImage's setup header, '' if it is not one."""
+    with open(image, "rb") as f:
+        hdr = f.read(0x1000)
+        if len(hdr) < 0x210 or hdr[0x202:0x206] != b"HdrS":
+            return ""
+        off = int.from_bytes(hdr[0x20E:0x210], "little") + 0x200
+        f.seek(off)
+        return f.read(256).split(b"\0")[0].decode(errors="replace").split()[0]
+
+
+@dataclass
+class KernelTree:
+    image: Path
+    version: str
+    modules: Path | None  # lib/modules/<version>, or None: drivers built in
+    sha256: str | None
+
+
+def resolve_kernel(kernel: str | None) -> KernelTree:
+    if kernel is None:
+        tree = fetch_debian_kernel()
+        kernel = str(tree)
+    p = Path(kernel)
+    if not p.exists():
+        raise KernelCheckError(f"{kernel}: no such kernel image")
+    sha = None
+    if p.is_dir():
+        imgs = sorted(p.glob("boot/vmlinuz-*"))
+        if not imgs:
+            raise KernelCheckError(f"{kernel}: no boot/vmlinuz-* in this tree")
+        image = imgs[-1]
+        if (p / "manifest.json").exists():
+            sha = json.loads((p / "manifest.json").read_text()).get("tree_sha256")
+    else:
+        image = p
+    version = image_version(image)
+    if not version:
+        raise KernelCheckError(f"{image}: not an x86 bzImage (no HdrS setup header)")
+    mods = image.parent.parent / "lib" / "modules" / version
+    return KernelTree(image, version, mods if mods.is_dir() else None,
+                      sha or _sha256_file(image))
+
+
+# ---------------------------------------------------------------------------------------------
+# initramfs (newc cpio, uncompressed) without root or cpio(1)
+# ---------------------------------------------------------------------------------------------
+class Cpio:
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.ino = 1
+
+    def add(self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)) -> None:
+        self.ino += 1
+        fields = (self.ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(name) + 1, 0)
+        hdr = ("070701" + "".join(f"{v:08x}" for v in fields)).encode() + name.encode() + b"\0"
+        self.parts += [hdr, b"\0" * (-len(hdr) % 4), data, b"\0" * (-len(data) % 4)]
+
+    def dir(self, name: str) -> None:
+        self.add(name, stat.S_IFDIR | 0o755)
+
+    def file(self, name: str, data: bytes, mode: int = 0o644) -> None:
+        self.add(name, stat.S_IFREG | mode, data)
+
+    def bytes(self) -> bytes:
+        self.add("TRAILER!!!", 0)
+        out = b"".join(self.parts)
+        return out + b"\0" * (-len(out) % 512)
+
+
+def _module_index(mdir: Path):
+    idx = {}
+    for p in mdir.rglob("*.ko"):
+        idx[p.name[:-3].replace("-", "_")] = p
+    builtin = set()
+    bf = mdir / "modules.builtin"
+    if bf.exists():
+        for line in bf.read_text().split():
+            builtin.add(os.path.basename(line)[:-3].replace("-", "_"))
+    return idx, builtin
+
+
+def _module_order(mdir: Path | None, wanted) -> list[Path]:
+    """Modules in load order, dependencies from each .ko's modinfo `depends=` (no depmod)."""
+    if mdir is None:
+        return []
+    idx, builtin = _module_index(mdir)
+    order: list[Path] = []
+    seen: set[str] = set()
+
+    def visit(n: str) -> None:
+        n = n.replace("-", "_")
+        if n in seen:
+            return
+        seen.add(n)
+        if n not in idx:
+            return  # built in (or not needed on this kernel)
+        m = re.search(rb"\0depends=([^\0]*)\0", idx[n].read_bytes())
+        for d in (m.group(1).split(b",") if m and m.group(1) else []):
+            visit(d.decode())
+        order.append(idx[n])
+
+    for n in wanted:
+        visit(n)
+    return order
+
+
+INIT = r"""#!/bin/sh
+/bin/busybox mkdir -p /proc /sys /dev /tmp
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mount -t debugfs debugfs /sys/kernel/debug
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+dmesg -n 1
+echo "K:boot.kernel=$(uname -r)"
+echo "K:boot.uptime=$(cut -d' ' -f1 /proc/uptime)"
+for m in $(cat /modules.load); do insmod /lib/modules/$m.ko 2>/dev/null; done
+i=0; while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+[ -b /dev/vda ] || echo "K:boot.error=no /dev/vda"
+[ -e /sys/block/zram0 ] || echo "K:boot.warning=no zram"
+for t in $(cat /traces); do
+	echo "K:begin=$t"
+	echo "K:t0=$(cut -d' ' -f1 /proc/uptime)"
+	timeout @TIMEOUT@ /t/$t /dev/vda /dev/zram0
+	echo "K:rc=$?"
+	echo "K:t1=$(cut -d' ' -f1 /proc/uptime)"
+	dmesg | grep -E 'WARNING|BUG|Oops|Call Trace' | head -5 | sed 's/^/K:dmesg=/'
+	dmesg -c >/dev/null
+done
+echo "K:alldone=1"
+poweroff -f
+"""
+
+
+def build_initramfs(tree: KernelTree, programs: dict[str, bytes], per_trace_timeout: int) -> bytes:
+    c = Cpio()
+    for d in ("bin", "dev", "proc", "sys", "tmp", "lib", "lib/modules", "t"):
+        c.dir(d)
+    c.add("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1))
+    c.file("bin/busybox", Path(_busybox()).read_bytes(), 0o755)
+    c.add("bin/sh", stat.S_IFLNK | 0o777, b"busybox")
+    c.file("init", INIT.replace("@TIMEOUT@", str(per_trace_timeout)).encode(), 0o755)
+    mods = _module_order(tree.modules, MODULES)
+    for m in mods:
+        c.file(f"lib/modules/{m.name[:-3]}.ko", m.read_bytes())
+    c.file("modules.load", "".join(m.name[:-3] + "\n" for m in mods).encode())
+    for name, data in programs.items():
+        c.file(f"t/{name}", data, 0o755)
+    c.file("traces", "".join(n + "\n" for n in programs).encode())
+    return c.bytes()
+
+
+# ---------------------------------------------------------------------------------------------
+# qemu
+# ---------------------------------------------------------------------------------------------
+def _qemu_cmd(image: Path, initrd: Path, swapimg: Path, accel: str) -> list[str]:
+    acc = (["-accel", "kvm", "-cpu", "host,-arch-capabilities"] if accel == "kvm"
+           else ["-accel", "tcg,thread=single", "-cpu", "max"])
+    return [QEMU, *acc, "-M", "q35", "-m", "512M", "-smp", "1", "-nodefaults", "-no-user-config",
+            "-display", "none", "-serial", "stdio", "-no-reboot",
+            "-kernel", str(image), "-initrd", str(initrd),
+            "-append", "console=ttyS0 panic=-1 loglevel=4 transparent_hugepage=madvise",
+            "-drive", f"file={swapimg},if=virtio,format=raw,cache=unsafe"]
+
+
+def _run_qemu(cmd: list[str], log: Path, timeout: float) -> tuple[int, float]:
+    t = time.monotonic()
+    with open(log, "wb") as f:
+        p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             start_new_session=True)
+        try:
+            rc = p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, 9)
+            p.wait()
+            rc = None
+    return (-1 if rc is None else rc), time.monotonic() - t
+
+
+def _pick_accel(tree: KernelTree, work: Path) -> str:
+    forced = os.environ.get("PMDSWAP_ACCEL")
+    if forced in ("kvm", "tcg"):
+        return forced
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "tcg"
+    key = f"{os.uname().release}|{tree.version}"
+    cache = CACHE / "accel.json"
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key in known:
+        return known[key]
+    # a probe boot: does this kernel get to /init under KVM here? (PVM hosts hang)
+    c = Cpio()
+    for d in ("bin", "dev", "proc"):
+        c.dir(d)
+    c.add("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1))
+    c.file("bin/busybox", Path(_busybox()).read_bytes(), 0o755)
+    c.file("init", b"#!/bin/busybox sh\n/bin/busybox echo K:alive=1\n/bin/busybox poweroff -f\n",
+           0o755)
+    (work / "probe.cpio").write_bytes(c.bytes())
+    (work / "probe.img").write_bytes(b"")
+    os.truncate(work / "probe.img", 1 << 20)
+    _run_qemu(_qemu_cmd(tree.image, work / "probe.cpio", work / "probe.img", "kvm"),
+              work / "probe.log", 20)
+    accel = "kvm" if b"K:alive=1" in (work / "probe.log").read_bytes() else "tcg"
+    known[key] = accel
+    CACHE.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(known, indent=1) + "\n")
+    return accel
+
+
+# ---------------------------------------------------------------------------------------------
+# parsing the console
+# ---------------------------------------------------------------------------------------------
+def parse_console(text: str) -> tuple[dict, dict[str, dict]]:
+    """(boot keys, {program name: {"ops": {tag: {key: value}}, ...}})."""
+    boot: dict = {}
+    runs: dict[str, dict] = {}
+    cur = None
+    for line in text.splitlines():
+        i = line.find("K:")
+        if i < 0:
+            continue
+        kv = line[i + 2:].strip()
+        k, eq, v = kv.partition("=")
+        if not eq:
+            continue
+        if k == "begin":
+            cur = runs.setdefault(v, {"ops": {}, "dmesg": []})
+            continue
+        if cur is None or k.startswith("boot."):
+            boot[k] = v
+            continue
+        if k in ("t0", "t1", "rc", "trace", "done", "setup.swapon"):
+            cur[k] = v
+        elif k == "dmesg":
+            cur["dmesg"].append(v)
+        elif k == "alldone":
+            boot[k] = v
+        else:
+            tag, _, key = k.partition(".")
+            cur["ops"].setdefault(tag, {})[key] = v
+    return boot, runs
+
+
+def _expand_pm(s: str):
+    n = O.VA_PAGES
+    state = np.full(n, UNMAPPED, np.int8)
+    sd, wp, ex = (np.zeros(n, bool) for _ in range(3))
+    off = np.full(n, -1, np.int64)
+    typ = np.full(n, -1, np.int64)
+    for run in filter(None, s.split(";")):
+        rng, _, desc = run.partition(":")
+        a, _, m = rng.partition("+")
+        a, m = int(a), int(m)
+        sl = slice(a, a + m)
+        flags, _, sw = desc.partition("@")
+        state[sl] = {"P": PRESENT, "S": SWAPPED, "N": NONE}[flags[0]]
+        sd[sl] = "d" in flags[1:]
+        ex[sl] = "x" in flags[1:]
+        wp[sl] = "w" in flags[1:]
+        if sw:
+            t, _, o = sw.partition(":")
+            typ[sl] = int(t)
+            off[sl] = int(o) + np.arange(m)
+    return state, sd, wp, ex, off, typ
+
+
+def _expand_ct(s: str):
+    n = O.VA_PAGES
+    have = np.zeros(n, bool)
+    word = np.zeros(n, np.int64)
+    for run in filter(None, s.split(";")):
+        rng, _, desc = run.partition(":")
+        a, _, m = rng.partition("+")
+        a, m = int(a), int(m)
+        have[a:a + m] = True
+        v = int(desc[1:])
+        word[a:a + m] = v if desc[0] == "=" else (v + np.arange(a, a + m)) & 0xFFFFFFFF
+    return have, word
+
+
+def _expand_vma(s: str):
+    n = O.VA_PAGES
+    attr = np.zeros(n, np.int16)  # 0 unmapped, else 1 + prot*4 + 2*hugepage... encoded below
+    for run in filter(None, s.split(";")):
+        rng, _, desc = run.partition(":")
+        a, _, m = rng.partition("+")
+        prot = {"none": O.PROT_NONE, "r": O.PROT_READ, "rw": O.PROT_RW}[desc.rstrip("hu")]
+        attr[int(a):int(a) + int(m)] = _vattr(prot, "h" in desc[-2:], desc.endswith("u"))
+    return attr
+
+
+def _vattr(prot: int, huge: bool, uffd: bool) -> int:
+    return 1 + prot * 4 + (2 if huge else 0) + (1 if uffd else 0) * 32
+
+
+def _describe_vattr(v: int) -> str:
+    if v == 0:
+        return "unmapped"
+    v -= 1
+    uffd, v = v >= 32, v % 32
+    return f"{O.PROT_NAMES[v // 4]}{' thp' if v & 2 else ''}{' uffd' if uffd else ''}"
+
+
+# ---------------------------------------------------------------------------------------------
+# the comparison
+# ---------------------------------------------------------------------------------------------
+def _runs(mask: np.ndarray) -> str:
+    idx = np.flatnonzero(mask)
+    if not idx.size:
+        return ""
+    out, start, prev = [], idx[0], idx[0]
+    for i in idx[1:]:
+        if i != prev + 1:
+            out.append(f"{start}" if start == prev else f"{start}-{prev}")
+            start = i
+        prev = i
+    out.append(f"{start}" if start == prev else f"{start}-{prev}")
+    return ",".join(out[:6]) + (" ..." if len(out) > 6 else "")
+
+
+def _first(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+def _model_exclusive(k, mm, po, rule: str) -> np.ndarray:
+    if rule == "model":
+        return po.exclusive.copy()
+    # mapcount1: page_mapcount(page) == 1 for present pages (not the zero page), 0 for swap
+    out = np.zeros(O.VA_PAGES, bool)
+    mem = k.mem
+    for r in range(O.NR_REGIONS):
+        sl = slice(r * O.HPAGE_PMD_NR, (r + 1) * O.HPAGE_PMD_NR)
+        if mm.pmd_kind[r] == PMD_HUGE:
+            # pagemap_pmd_range(): page_mapcount(pmd_page(pmd)), the head's, for all 512 pages
+            head = int(mm.pmd_pfn[r])
+            out[sl] = (mem.mapcount[head] + mem.entire_mapcount[head]) == 1
+        elif mm.pmd_kind[r] == PMD_TABLE:
+            pres = mm.pte_kind[sl] == PTE_PRESENT
+            pfns = np.maximum(mm.pte_pfn[sl], 0)
+            heads = np.maximum(mem.head[pfns], 0)
+            cnt = mem.mapcount[pfns] + mem.entire_mapcount[heads]
+            out[sl] = pres & (pfns != ZERO_PFN) & (cnt == 1)
+    return out
+
+
+def _model_vattr(po) -> np.ndarray:
+    attr = np.zeros(O.VA_PAGES, np.int16)
+    for a, b, prot, huge, uffd in po.vmas:
+        attr[a:b] = _vattr(prot, huge, uffd)
+    return attr
+
+
+class _Mismatch(Exception):
+    pass
+
+
+def _compare_obs(tag: str, k, obs, kobs: dict, prof: Profile, final: bool) -> list[str]:
+    """Differences between the model's observation and the kernel's K: lines of one op."""
+    diffs: list[str] = []
+    live_model = sorted(obs.procs)
+    live_kernel = sorted(int(key[1:].split(".")[0]) for key in kobs if key.endswith(".pm"))
+    if live_model != live_kernel:
+        return [f"procs: model {live_model}, kernel {live_kernel}"]
+    off_map: dict[int, int] = {}
+    rev_map: dict[int, int] = {}
+    for pid in live_model:
+        po, mm = obs.procs[pid], k.mms[pid]
+        pre = f"pid {pid}"
+        if not final:
+            kv = _expand_vma(kobs.get(f"p{pid}.vma", ""))
+            mv = _model_vattr(po)
+            if (kv != mv).any():
+                i = _first(kv != mv)
+                diffs.append(f"{pre} vma: page {i}: model {_describe_vattr(int(mv[i]))}, kernel "
+                             f"{_describe_vattr(int(kv[i]))} (pages {_runs(kv != mv)})")
+            kstate, ksd, kwp, kex, koff, ktyp = _expand_pm(kobs.get(f"p{pid}.pm", ""))
+            names = {UNMAPPED: "unmapped", NONE: "none", PRESENT: "present", SWAPPED: "swapped"}
+            if (kstate != po.state).any():
+                i = _first(kstate != po.state)
+                diffs.append(f"{pre} state: page {i}: model {names[int(po.state[i])]}, kernel "
+                             f"{names[int(kstate[i])]} (pages {_runs(kstate != po.state)})")
+                continue  # the rest follows from the state
+            inv = po.state != UNMAPPED
+            for name, m_arr, k_arr in (("soft_dirty", po.soft_dirty, ksd),
+                                       ("uffd_wp", po.uffd_wp, kwp)):
+                bad = inv & (m_arr != k_arr)
+                if bad.any():
+                    i = _first(bad)
+                    diffs.append(f"{pre} {name}: page {i}: model {int(m_arr[i])}, kernel "
+                                 f"{int(k_arr[i])} (pages {_runs(bad)})")
+            mex = _model_exclusive(k, mm, po, prof.observable_rules.get("exclusive", "model"))
+            bad = inv & (mex != kex)
+            if bad.any():
+                i = _first(bad)
+                diffs.append(f"{pre} exclusive: page {i}: model {int(mex[i])}, kernel {int(kex[i])} "
+                             f"(rule {prof.observable_rules.get('exclusive', 'model')}; pages "
+                             f"{_runs(bad)})")
+            sw = po.state == SWAPPED
+            if (ktyp[sw] != 0).any():
+                i = _first(sw & (ktyp != 0))
+                diffs.append(f"{pre} swap: page {i}: kernel swap type {ktyp[i]}, expected 0")
+            for i in np.flatnonzero(sw):
+                mo, ko = int(po.swp_off[i]), int(koff[i])
+                if off_map.setdefault(mo, ko) != ko or rev_map.setdefault(ko, mo) != mo:
+                    diffs.append(f"{pre} swap: page {i}: model slot {mo} <-> kernel slot {ko}, but "
+                                 f"model slot {mo} is kernel {off_map[mo]} and kernel {ko} is model "
+                                 f"{rev_map[ko]} elsewhere (sharing differs)")
+                    break
+            ks = [int(x) for x in kobs.get(f"p{pid}.smaps", "0,0,0").split(",")]
+            ms = [sum(s[j] for s in po.smaps) * 4 for j in (2, 3, 4)]
+            if ks != ms:
+                diffs.append(f"{pre} smaps Rss,Swap,AnonHugePages kB: model {ms}, kernel {ks}")
+            want = po.state == PRESENT
+        else:
+            want = (po.state == PRESENT) | (po.state == SWAPPED)
+        have, word = _expand_ct(kobs.get(f"p{pid}.ct", ""))
+        if (have != want).any():
+            i = _first(have != want)
+            diffs.append(f"{pre} contents: page {i}: kernel {'read' if have[i] else 'did not read'} "
+                         f"it, model state {int(po.state[i])}")
+        else:
+            bad = want & (word != po.contents.astype(np.int64))
+            if bad.any():
+                i = _first(bad)
+                diffs.append(f"{pre} contents: page {i}: model 0x{int(po.contents[i]):08x}, kernel "
+                             f"0x{int(word[i]):08x} (pages {_runs(bad)})")
+        if kobs.get(f"p{pid}.bad", "0") != "0":
+            diffs.append(f"{pre} contents: {kobs[f'p{pid}.bad']} page(s) whose words do not "
+                         "follow their first word (torn or mixed page)")
+    # base + i within a swapped-out THP: model slots of one cluster >= 512 keep their differences
+    if prof.observable_rules.get("swap_offsets") == "structure":
+        by_cluster: dict[int, list[tuple[int, int]]] = {}
+        for mo, ko in off_map.items():
+            if mo >= O.HPAGE_PMD_NR:
+                by_cluster.setdefault(mo // O.HPAGE_PMD_NR, []).append((mo, ko))
+        for c, pairs in by_cluster.items():
+            mo0, ko0 = pairs[0]
+            for mo, ko in pairs[1:]:
+                if ko - ko0 != mo - mo0:
+                    diffs.append(f"swap: model slots {mo0},{mo} (one cluster) are kernel slots "
+                                 f"{ko0},{ko}: not base+i")
+                    break
+    return diffs
+
+
+def _compare_vmstat(prev: dict, cur: dict, kv: str) -> list[str]:
+    got = dict((a, int(b)) for a, _, b in (x.partition(":") for x in kv.split(",") if x))
+    diffs = []
+    for name in VMSTAT_COMPARED:
+        m = cur.get(name, 0) - prev.get(name, 0)
+        if name in got and got[name] != m:
+            diffs.append(f"vmstat {name}: model +{m}, kernel +{got[name]}")
+    return diffs
+
+
+def compare_trace(ops: list[O.Op], run: dict, prof: Profile) -> tuple[int | None, str | None]:
+    """(op index, mismatch text) of the first mismatch, or (None, None)."""
+    k = make_model(prof)
+    prev_vm = dict(k.vmstat)
+    if run.get("setup.swapon", "0") != "0":
+        return -1, f"setup: swapon of the swap device failed ({run['setup.swapon']})"
+    for i, op in enumerate(ops):
+        kobs = run["ops"].get(str(i))
+        if kobs is None:
+            rc = run.get("rc")
+            return i, (f"the program stopped before op {i} (exit status {rc}"
+                       + (", killed by the per-trace timeout" if rc == "143" else "") + ")")
+        res = k.apply(op)
+        mres = O.result_name(res)
+        obs = observe(k)
+        diffs = []
+        if kobs.get("res") != mres:
+            diffs.append(f"result: model {mres}, kernel {kobs.get('res')}")
+        diffs += _compare_obs(str(i), k, obs, kobs, prof, final=False)
+        diffs += _compare_vmstat(prev_vm, obs.vmstat, kobs.get("vm", ""))
+        prev_vm = dict(obs.vmstat)
+        if diffs:
+            from .trace import format_op
+            return i, f"op {i}: {format_op(op)}\n" + "\n".join(diffs[:8])
+    end = run["ops"].get("end")
+    if end is None:
+        return len(ops), "the program did not reach the final content check"
+    diffs = _compare_obs("end", k, observe(k), end, prof, final=True)
+    if diffs:
+        return len(ops), "final read-back of every page holding an entry:\n" + "\n".join(diffs[:8])
+    return None, None
+
+
+# ---------------------------------------------------------------------------------------------
+# the entry point
+# ---------------------------------------------------------------------------------------------
+def _pick_profile(model: str, tree: KernelTree, profile: str | None) -> Profile:
+    if profile is not None:
+        if profile not in PROFILES:
+            raise KernelCheckError(f"unknown profile {profile!r} (profiles: {', '.join(PROFILES)})")
+        return PROFILES[profile]
+    if model == "pmd":
+        return PROFILES["mainline-pmd"]
+    if model != "legacy":
+        raise KernelCheckError(f"unknown model {model!r}: legacy or pmd")
+    if tree.version.startswith("6.1."):
+        return PROFILES[DEFAULT_PROFILE]
+    return PROFILES["mainline-legacy"]
+
+
+def kernel_check(trace_paths, kernel: str | None = None, model: str = "legacy",
+                 profile: str | None = None, timeout: float | None = None,
+                 per_trace_timeout: int = 60, keep_log: str | None = None) -> KernelReport:
+    """Run every trace on a real kernel in one qemu boot and compare with `model` op by op."""
+    missing = qemu_available()
+    if missing:
+        raise KernelCheckError(missing)
+    traces: list[tuple[str, list[O.Op]]] = []
+    for p in trace_paths:
+        try:
+            traces.append((str(p), parse_trace_bytes(Path(p).read_bytes(), str(p))))
+        except OSError as e:
+            raise KernelCheckError(f"{p}: {e.strerror}") from None
+        except TraceError as e:
+            raise KernelCheckError(str(e)) from None
+    if not traces:
+        raise KernelCheckError("no traces given")
+    tree = resolve_kernel(kernel)
+    prof = _pick_profile(model, tree, profile)
+    sources = {}
+    for n, (path, ops) in enumerate(traces):
+        try:
+            sources[f"t{n:03d}"] = export_c(ops, Path(path).stem, prof)
+        except ExportError as e:
+            raise KernelCheckError(f"{path}: {e}") from None
+    if timeout is None:
+        timeout = 120 + per_trace_timeout * len(traces)
+    with tempfile.TemporaryDirectory(prefix="pmdswap-kcheck-") as tmpd:
+        work = Path(tmpd)
+        programs = {}
+        procs = []
+        for name, src in sources.items():
+            (work / f"{name}.c").write_text(src)
+            procs.append((name, subprocess.Popen(
+                ["gcc", "-static", "-O2", "-Wall", "-o", str(work / name), str(work / f"{name}.c"),
+                 "-lpthread"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)))
+        for name, pr in procs:
+            out = pr.communicate()[0]
+            if pr.returncode:
+                raise KernelCheckError(f"gcc failed on the program of "
+                                       f"{traces[int(name[1:])][0]}: {out.decode()[-500:]}")
+            programs[name] = (work / name).read_bytes()
+        initrd = work / "initramfs.cpio"
+        initrd.write_bytes(build_initramfs(tree, programs, per_trace_timeout))
+        swapimg = work / "swap.img"
+        with open(swapimg, "wb") as f:
+            f.truncate(64 << 20)
+        accel = _pick_accel(tree, work)
+        log = work / "console.log"
+        rc, wall = _run_qemu(_qemu_cmd(tree.image, initrd, swapimg, accel), log, timeout)
+        text = log.read_bytes().decode(errors="replace")
+        if keep_log:
+            Path(keep_log).write_text(text)
+    boot, runs = parse_console(text)
+    tail = " | ".join(text.strip().splitlines()[-3:])[-300:]
+    if "kernel" not in {k.split(".")[-1] for k in boot} and "boot.kernel" not in boot:
+        what = "did not finish within the timeout" if rc == -1 else f"exited with status {rc}"
+        raise KernelCheckError(f"kernel {tree.image} did not boot to /init (qemu {what}, "
+                               f"accel {accel}); console tail: {tail!r}")
+    if "alldone" not in boot and rc == -1:
+        raise KernelCheckError(f"the guest hung: no end after {timeout:.0f} s (kernel "
+                               f"{boot.get('boot.kernel')}); console tail: {tail!r}")
+    rep = KernelReport(kernel_version=boot.get("boot.kernel", tree.version),
+                       kernel_image=str(tree.image), profile=prof.name, model=prof.model,
+                       accel=accel, boot_seconds=float(boot.get("boot.uptime", "nan")),
+                       wall_seconds=wall, sha256=tree.sha256)
+    for n, (path, ops) in enumerate(traces):
+        run = runs.get(f"t{n:03d}")
+        if run is None:
+            rep.results.append(TraceResult(path, False, len(ops), None,
+                                           "the guest never ran this trace"))
+            continue
+        secs = (float(run["t1"]) - float(run["t0"])) if "t1" in run and "t0" in run else None
+        try:
+            idx, why = compare_trace(ops, run, prof)
+        except (KeyError, ValueError, IndexError) as e:
+            idx, why = None, f"unparsable kernel output ({type(e).__name__}: {e})"
+        if why and run.get("dmesg"):
+            why += "\nkernel log: " + " / ".join(run["dmesg"])
+        rep.results.append(TraceResult(path, why is None, len(ops), secs, why, idx))
+    return rep
