@@ -1447,11 +1447,11 @@ class Kernel:
         self.split_vma(mm, lo)
         self.split_vma(mm, hi)
         piece = mm.find_vma(lo)
-        new_vma = replace(piece, start=d, end=dend, uffd_wp=False)
+        new_vma = replace(piece, start=d, end=dend, uffd_wp=False)  # copy_vma()
+        mm.vmas = sorted(mm.vmas + [new_vma], key=lambda v: v.start)
         self.move_page_tables(mm, lo, d, op.npages, clear_uw)
-        mm.vmas.remove(piece)
+        mm.vmas.remove(piece)  # then the old range is unmapped (empty by now)
         self.free_pgtables(mm, lo, hi)
-        mm.vmas.append(new_vma)
         self.vma_merge_all(mm)
         return O.OK
 
