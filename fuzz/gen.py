@@ -117,6 +117,25 @@ class _Gen:
             end = self.r.randint(start + 1, min(hi, start + 2 * P))
         return start, end - start
 
+    def swapped_region(self, pid: int) -> int | None:
+        sw = sorted(self.s.swapped.get(pid, ()))
+        return self.r.choice(sw) if sw else None
+
+    def partial_swapped(self, pid: int) -> tuple[int, int]:
+        """A range that cuts into a paged-out region (splitting a PMD swap entry), if there is one."""
+        r = self.swapped_region(pid)
+        if r is None or self.chance(0.3):
+            return self.partial_in(pid)
+        base = r * P
+        kind = self.r.randrange(3)
+        if kind == 0:  # head of the region
+            return base, self.r.randint(1, P - 1)
+        if kind == 1:  # tail, maybe crossing into the next region
+            start = base + self.r.randint(1, P - 1)
+            return start, min(O.VA_PAGES - start, self.r.randint(1, P))
+        start = base + self.r.randint(1, P - 2)  # strictly inside
+        return start, self.r.randint(1, base + P - start - 1)
+
     def page_in(self, pid: int, prefer_swapped: bool = True) -> int:
         sw = sorted(self.s.swapped.get(pid, ()))
         if sw and prefer_swapped:
@@ -224,30 +243,33 @@ class _Gen:
 
     def munmap_partial(self) -> None:
         pid = self.pid()
-        start, n = self.partial_in(pid) if self.chance(0.7) else self.region_in(pid)
+        start, n = self.partial_swapped(pid) if self.chance(0.7) else self.region_in(pid)
         self.emit(O.Munmap(pid, start, n))
         if pid in self.s.maps:
             self.s.remove(pid, start, start + n)
 
     def mprotect_partial(self) -> None:
         pid = self.pid()
-        start, n = self.partial_in(pid) if self.chance(0.6) else self.region_in(pid)
+        start, n = self.partial_swapped(pid) if self.chance(0.6) else self.region_in(pid)
         prot = self.r.choice((O.PROT_NONE, O.PROT_READ, O.PROT_RW, O.PROT_RW))
         self.emit(O.Mprotect(pid, start, n, prot))
 
     def dontneed(self) -> None:
         pid = self.pid()
-        start, n = self.partial_in(pid) if self.chance(0.5) else self.region_in(pid)
+        start, n = self.partial_swapped(pid) if self.chance(0.5) else self.region_in(pid)
         self.emit(O.Dontneed(pid, start, n))
 
     def free(self) -> None:
         pid = self.pid()
-        start, n = self.partial_in(pid) if self.chance(0.5) else self.region_in(pid)
+        start, n = self.partial_swapped(pid) if self.chance(0.5) else self.region_in(pid)
         self.emit(O.Free(pid, start, n))
 
     def mremap(self) -> None:
         pid = self.pid()
-        if self.chance(0.6):
+        r = self.swapped_region(pid)
+        if r is not None and self.chance(0.5):
+            start, n = (r * P, P) if self.chance(0.7) else self.partial_swapped(pid)
+        elif self.chance(0.6):
             start, n = self.region_in(pid)
         else:
             start, n = self.partial_in(pid)
@@ -288,11 +310,17 @@ class _Gen:
         start, n = self.r.choice(regs) if regs else self.region_in(pid)
         if self.chance(0.3):
             start, n = start + self.r.randrange(n), 1
+        elif self.chance(0.3):
+            start, n = self.partial_swapped(pid)
         self.emit(O.UffdWp(pid, start, n, enable=self.chance(0.5)))
 
     def uffd_move(self) -> None:
         pid = self.pid()
-        src, n = self.region_in(pid) if self.chance(0.6) else self.partial_in(pid)
+        r = self.swapped_region(pid)
+        if r is not None and self.chance(0.6):
+            src, n = r * P, P
+        else:
+            src, n = self.region_in(pid) if self.chance(0.6) else self.partial_in(pid)
         regs = self.s.uffd.get(pid)
         if regs and self.chance(0.8):
             dst = self.r.choice(regs)[0]
@@ -303,6 +331,64 @@ class _Gen:
 
     def clear_refs(self) -> None:
         self.emit(O.ClearRefs(self.pid()))
+
+    # ---- chains: the orders in which the series' paths meet -----------------------------------
+    def wp_then_swap(self) -> None:
+        """uffd-wp a filled region, page it out, then fork / split it / fault on it."""
+        pid = self.pid()
+        start, n = self.region_in(pid)
+        self.emit(O.UffdRegister(pid, start, n))
+        self.emit(O.UffdWp(pid, start, n, enable=True))
+        self.emit(O.Write(pid, start, n, self.value())) if self.chance(0.3) else None
+        self.emit(O.Pageout(pid, start, n))
+        if pid in self.s.swapped:
+            self.s.swapped[pid].update(range(start // P, (start + n) // P))
+        follow = self.r.randrange(4)
+        if follow == 0:
+            self.fork()
+        elif follow == 1:
+            self.emit(O.UffdWp(pid, start + self.r.randrange(1, P), 1, enable=False))
+        elif follow == 2:
+            self.emit(O.Fault(pid, start + self._subpage(), write=self.chance(0.5)))
+
+    def soft_dirty_cycle(self) -> None:
+        """clear_refs around a swap-out, then touch or move the region."""
+        pid = self.pid()
+        start, n = self.region_in(pid)
+        if self.chance(0.5):
+            self.emit(O.ClearRefs(pid))
+        self.emit(O.Pageout(pid, start, n))
+        if self.chance(0.5):
+            self.emit(O.ClearRefs(pid))
+        if pid in self.s.swapped:
+            self.s.swapped[pid].update(range(start // P, (start + n) // P))
+        if self.chance(0.3):
+            self.mremap()
+        else:
+            self.emit(O.Fault(pid, start + self._subpage(), write=self.chance(0.5)))
+
+    def swapcache_cycle(self) -> None:
+        """Swap in from the swap cache or the device, write, then MADV_FREE and reclaim again."""
+        pid = self.pid()
+        start, n = self.region_in(pid)
+        self.emit(O.Pageout(pid, start, n))
+        if self.chance(0.6):
+            self.emit(O.Evict())
+        self.emit(O.Fault(pid, start + self._subpage(), write=False))
+        if self.chance(0.7):
+            self.emit(O.Write(pid, start, n, self.value()))
+        self.emit(O.Free(pid, start, n) if self.chance(0.6) else O.SplitThp())
+        self.emit(O.Pageout(pid, start, n))
+        self.emit(O.Fault(pid, start + self._subpage(), write=self.chance(0.3)))
+
+    def swapoff_cycle(self) -> None:
+        """Swapoff over swapped (maybe shared) regions, then swapon again."""
+        if self.chance(0.5):
+            self.fork()
+        self.emit(O.Swapoff(fail_alloc=self.chance(0.2)))
+        self.emit(O.Swapon(sync=self.chance(0.4)))
+        for pid in self.s.swapped:
+            self.s.swapped[pid].clear()
 
     def exit(self) -> None:
         pids = [p for p in self.s.maps if p != 0] or list(self.s.maps) or [0]
@@ -343,6 +429,7 @@ MOVES: dict[str, int] = {
     "pageout_partial": 4, "evict": 6, "fork": 6, "fault": 14, "swap_cycle": 8, "munmap_partial": 4,
     "mprotect_partial": 4, "dontneed": 3, "free": 3, "mremap": 4, "mremap_shrink": 2, "uffd": 3,
     "uffd_wp": 3, "uffd_move": 3, "clear_refs": 3, "exit": 1, "knob": 3, "invalid": 2,
+    "wp_then_swap": 3, "soft_dirty_cycle": 3, "swapcache_cycle": 3, "swapoff_cycle": 2,
 }
 _MOVE_NAMES = tuple(MOVES)
 _MOVE_CUM = []

@@ -23,7 +23,8 @@ import numpy as np
 
 from models.legacy import LegacyKernel
 from models.memory import ZERO_PFN
-from models.mm import PMD_HUGE, PTE_PRESENT
+from models import ops as O
+from models.mm import PMD_HUGE, PTE_PRESENT, PTE_SWAP
 from models.ops import HPAGE_PMD_NR
 
 __all__ = ["Difference", "Profile", "PROFILES", "DEFAULT_PROFILE", "make_model"]
@@ -111,6 +112,35 @@ LINUX_6_1 = Profile(
             "mm/madvise.c, Linux 6.1 madvise_cold_or_pageout_pte_range(): "
             "`if (PageTransCompound(page)) { if (page_mapcount(page) != 1) break; ... "
             "if (split_huge_page(page)) ... }` ('Split it if we are only owner')",
+            "model"),
+        Difference(
+            "uffd_wp_swapin_write_dirties",
+            "a write fault on an exclusive swap entry that carries uffd-wp dirties (pte_mkdirty, "
+            "so soft-dirty on x86) the PTE before write-protecting it for uffd-wp, then traps: the "
+            "trapped store leaves the page soft-dirty. The mid-2026 tree neither mkwrites nor "
+            "mkdirties when userfaultfd_pte_wp(). Found by "
+            "corpus/realkernel/uffdwp-trap_after_clear_refs.trace (kernel soft-dirty 1 on page 5)",
+            f"{M61}: `if (!PageKsm(page) && (exclusive || page_count(page) == 1)) {{ if (vmf->flags "
+            "& FAULT_FLAG_WRITE) { pte = maybe_mkwrite(pte_mkdirty(pte), vma); ... } }` before "
+            "`if (pte_swp_uffd_wp(vmf->orig_pte)) { pte = pte_mkuffd_wp(pte); pte = "
+            "pte_wrprotect(pte); }`; mid-2026 condition in research-notes Q1(a) "
+            "(`!userfaultfd_pte_wp(vma, pte)` guards pte_mkdirty)",
+            "model"),
+        Difference(
+            "tail_page_ksm_copy",
+            "a fault (or swapoff's unuse_pte) on a swap entry whose slot is cached by a large folio "
+            "at a tail position copies the page into a new order-0 page (exclusive, dirty, not in "
+            "the swap cache) instead of mapping the cached page; only the head page is mapped in "
+            "place. So a later MADV_PAGEOUT writes it to a new slot, and two processes faulting "
+            "the same shared entry get two private copies. Found by corpus/seeds/pmd_swap-fork.trace "
+            "(exclusive 1 in both processes) and corpus/seeds/pmd_swap-cycles.trace (pswpout +1, "
+            "a new slot); measured 511 copied pages per THP in ../shared/docs/realkernel.md "
+            "section 5",
+            "mm/ksm.c, Linux 6.1 ksm_might_need_to_copy(): returns the page only if "
+            "`page->index == linear_page_index(vma, address)`, which a THP tail page (index not "
+            "maintained before split) fails, else allocates and copies; called by do_swap_page() "
+            f"and unuse_pte() ({M61}: `if (folio != swapcache) exclusive = true;`, "
+            "`page_add_new_anon_rmap()`); later kernels return early for large folios",
             "model"),
         Difference(
             "read_fault_never_writable",
@@ -221,6 +251,61 @@ class Linux61LegacyKernel(LegacyKernel):
                 out.append(head)
             p += 1
         return out
+
+    def _tail_cached(self, slot: int) -> int:
+        """pfn caching `slot` if it is a tail page of a large folio (tail_page_ksm_copy), else -1."""
+        sw, mem = self.swap, self.mem
+        pfn = int(sw.cache[slot])
+        if pfn < 0:
+            return -1
+        head = int(mem.head[pfn])
+        return pfn if mem.nr_pages(head) > 1 and pfn != head else -1
+
+    def _ksm_copy_in(self, mm, page: int, src: int, write: bool) -> None:
+        """Map a fresh exclusive copy of cached page `src` at `page` in place of its swap entry."""
+        mem, sw = self.mem, self.swap
+        slot = int(mm.pte_swp_off[page])
+        new = mem.alloc_folio(0)
+        mem.data[new] = mem.data[src]
+        mem.anon_exclusive[new] = True  # page_add_new_anon_rmap()
+        mem.mapcount[new] = 1
+        mem.dirty[new] = True  # SetPageDirty() in ksm_might_need_to_copy()
+        mm.pte_kind[page] = PTE_PRESENT
+        mm.pte_pfn[page] = new
+        mm.pte_write[page] = False
+        mm.pte_dirty[page] = write
+        mm.pte_sd[page] = bool(mm.pte_sd[page]) or write  # pte_mkdirty sets soft-dirty
+        mm.pte_swp_off[page] = -1
+        mm.pte_swp_excl[page] = False
+        mm.anonpages += 1
+        mm.swapents -= 1
+        sw.put(np.array([slot]))  # swap_free(entry); the large folio stays cached
+
+    def do_swap_page(self, mm, vma, page: int, write: bool) -> int:
+        src = self._tail_cached(int(mm.pte_swp_off[page]))
+        if src >= 0:
+            # tail_page_ksm_copy (+ uffd_wp_swapin_write_dirties: pte_mkdirty before the uffd-wp
+            # write-protect, exclusive because the copy is fresh)
+            self._ksm_copy_in(mm, page, src, write)
+            if write:
+                return self.do_wp_page(mm, vma, page)
+            return O.OK
+        # uffd_wp_swapin_write_dirties: 6.1 mkdirties (and so soft-dirties) before the uffd-wp
+        # write-protect, whatever do_wp_page() then does
+        dirties = write and bool(mm.pte_uw[page]) and bool(mm.pte_swp_excl[page])
+        ret = super().do_swap_page(mm, vma, page, write)
+        if dirties and mm.pte_kind[page] == PTE_PRESENT:
+            mm.pte_dirty[page] = mm.pte_sd[page] = True
+        return ret
+
+    def unuse_pte_range(self, mm, a: int, b: int) -> None:
+        # tail_page_ksm_copy: unuse_pte() copies tail pages of a cached large folio too
+        for p in np.flatnonzero(mm.pte_kind[a:b] == PTE_SWAP) + a:
+            src = self._tail_cached(int(mm.pte_swp_off[p]))
+            if src >= 0:
+                self._ksm_copy_in(mm, int(p), src, False)
+                mm.pte_dirty[p] = False  # pte_mkold(mk_pte()): clean, old, read-only
+        super().unuse_pte_range(mm, a, b)
 
     def try_to_unmap(self, head: int) -> None:
         # lazyfree_thp_split_before_discard: TTU_SPLIT_HUGE_PMD splits every PMD mapping of a

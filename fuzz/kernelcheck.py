@@ -67,7 +67,7 @@ from models.mm import PMD_HUGE, PMD_TABLE, PTE_PRESENT
 from models.memory import ZERO_PFN
 from models.observe import NONE, PRESENT, SWAPPED, UNMAPPED, observe
 
-from .export_c import ExportError, export_c
+from .export_c import ExportError, check_exportable, export_c
 from .kernel_profiles import DEFAULT_PROFILE, PROFILES, Profile, make_model
 from .trace import TraceError, parse_trace_bytes
 
@@ -751,9 +751,6 @@ def kernel_check(trace_paths, kernel: str | None = None, model: str = "legacy",
                  profile: str | None = None, timeout: float | None = None,
                  per_trace_timeout: int = 60, keep_log: str | None = None) -> KernelReport:
     """Run every trace on a real kernel in one qemu boot and compare with `model` op by op."""
-    missing = qemu_available()
-    if missing:
-        raise KernelCheckError(missing)
     traces: list[tuple[str, list[O.Op]]] = []
     for p in trace_paths:
         try:
@@ -764,6 +761,22 @@ def kernel_check(trace_paths, kernel: str | None = None, model: str = "legacy",
             raise KernelCheckError(str(e)) from None
     if not traces:
         raise KernelCheckError("no traces given")
+    if model not in ("legacy", "pmd"):
+        raise KernelCheckError(f"unknown model {model!r}: legacy or pmd")
+    # a trace the target cannot express is an error before anything is fetched, built or booted
+    early = profile or ("mainline-pmd" if model == "pmd" else DEFAULT_PROFILE if kernel is None
+                        else None)
+    if early is not None:
+        if early not in PROFILES:
+            raise KernelCheckError(f"unknown profile {early!r} (profiles: {', '.join(PROFILES)})")
+        for path, ops in traces:
+            try:
+                check_exportable(ops, early)
+            except ExportError as e:
+                raise KernelCheckError(f"{path}: {e}") from None
+    missing = qemu_available()
+    if missing:
+        raise KernelCheckError(missing)
     tree = resolve_kernel(kernel)
     prof = _pick_profile(model, tree, profile)
     sources = {}
@@ -828,3 +841,63 @@ def kernel_check(trace_paths, kernel: str | None = None, model: str = "legacy",
             why += "\nkernel log: " + " / ".join(run["dmesg"])
         rep.results.append(TraceResult(path, why is None, len(ops), secs, why, idx))
     return rep
+
+
+# ---------------------------------------------------------------------------------------------
+# command line: `pmdswap-fuzz export-c` and `pmdswap-fuzz kernel-check` (hooked in by fuzz/cli.py)
+# ---------------------------------------------------------------------------------------------
+def _trace_files(args_paths) -> list[str]:
+    out: list[str] = []
+    for p in args_paths:
+        if Path(p).is_dir():
+            out += sorted(str(q) for q in Path(p).glob("*.trace"))
+        else:
+            out.append(p)
+    return out
+
+
+def add_cli_commands(sub, usage_error) -> None:
+    """Add `export-c` and `kernel-check` to an argparse subparsers object; `usage_error` is the
+    CLI's one-line bad-usage exception (exit 2)."""
+
+    def cmd_export_c(args) -> int:
+        try:
+            ops = parse_trace_bytes(Path(args.trace).read_bytes(), args.trace)
+            src = export_c(ops, Path(args.trace).stem, args.profile)
+        except OSError as e:
+            raise usage_error(f"{args.trace}: {e.strerror}") from None
+        except (TraceError, ExportError, ValueError) as e:
+            raise usage_error(str(e)) from None
+        Path(args.output).write_text(src)
+        print(f"{args.output}: {len(ops)} ops, kernel profile {args.profile or DEFAULT_PROFILE}; "
+              f"build with: gcc -static -O2 -Wall -o repro {args.output} -lpthread")
+        return 0
+
+    def cmd_kernel_check(args) -> int:
+        try:
+            rep = kernel_check(_trace_files(args.traces), kernel=args.kernel, model=args.model,
+                               profile=args.profile, timeout=args.timeout, keep_log=args.log)
+        except KernelCheckError as e:
+            raise usage_error(str(e)) from None
+        print(format_report(rep))
+        return 0 if rep.ok else 1
+
+    r = sub.add_parser("export-c", help="write a trace as a C reproducer for a real kernel")
+    r.add_argument("trace", metavar="TRACE")
+    r.add_argument("-o", "--output", required=True, metavar="FILE.c")
+    r.add_argument("--profile", choices=tuple(PROFILES), default=None,
+                   help=f"target kernel profile (default {DEFAULT_PROFILE})")
+    r.set_defaults(fn=cmd_export_c)
+
+    r = sub.add_parser("kernel-check", help="run traces on a real kernel under qemu and compare "
+                       "with a model op by op")
+    r.add_argument("traces", nargs="+", metavar="TRACE", help="trace files or directories")
+    r.add_argument("--kernel", default=None, metavar="IMAGE", help="bzImage or dpkg -x tree "
+                   "(default: Debian's cloud kernel, fetched with apt-get download and cached)")
+    r.add_argument("--model", choices=("legacy", "pmd"), default="legacy")
+    r.add_argument("--profile", choices=tuple(PROFILES), default=None,
+                   help="kernel-version profile (default: from the kernel version and model)")
+    r.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="bound on the whole qemu run (default 120 + 60 per trace)")
+    r.add_argument("--log", default=None, metavar="FILE", help="keep the serial console here")
+    r.set_defaults(fn=cmd_kernel_check)

@@ -623,6 +623,8 @@ class Kernel:
         mem = self.mem
         queue = list(dict.fromkeys(heads))
         while queue:
+            if self._shrink_order0_batch(queue):
+                continue
             head = queue.pop(0)
             if mem.head[head] != head or not mem.folio_mapped(head) and not mem.in_swapcache(head):
                 continue  # freed or split away meanwhile
@@ -659,6 +661,75 @@ class Kernel:
             # __remove_mapping(): clean and unmapped, leaves the swap cache and is freed
             self.swap.delete_from_swap_cache(mem, head)
             mem.free_folio(head)
+
+    def _shrink_order0_batch(self, queue: list[int]) -> bool:
+        """The common run of the loop above in one go: order-0, swap-backed folios not yet in the
+        swap cache, each mapped by exactly one PTE of one mm. For them the loop's steps (allocate a
+        slot, add to the swap cache, unmap, write out, and on a synchronous device drop them) do
+        not interact, so doing each step for all of them gives the same state. False: not such a
+        run; the loop takes the next folio itself."""
+        mem, sw = self.mem, self.swap
+        if sw is None:
+            return False
+        q = np.array(queue[:HPAGE_PMD_NR], dtype=np.int64)
+        ok = ((mem.head[q] == q) & (mem.order[q] == 0) & ~mem.lazyfree[q] & (mem.swap[q] < 0)
+              & ~mem.writeback[q] & (mem.mapcount[q] == 1))
+        n = int(np.argmin(ok)) if not ok.all() else q.size
+        if n < 2:
+            return False
+        heads = q[:n]
+        owner = None
+        for mm in self.mms.values():
+            hit = (mm.pte_kind == PTE_PRESENT) & np.isin(mm.pte_pfn, heads)
+            if hit.any():
+                if owner is not None:
+                    return False  # mapped from two mms: take them one by one
+                owner, pages = mm, np.flatnonzero(hit)
+        del queue[:n]
+        slots = sw.alloc_order0_batch(n)
+        k = slots.size  # past that the device is full: the rest stay (activate_locked)
+        if not k:
+            return True
+        heads = heads[:k]
+        sw.cache[slots] = heads
+        mem.swap[heads] = slots
+        # try_to_unmap_one(): the rmap walk of each folio finds its one PTE
+        pages = pages[np.isin(owner.pte_pfn[pages], heads)]
+        order = np.argsort(owner.pte_pfn[pages])
+        pages = pages[order]
+        by_pfn = np.argsort(heads)
+        pfns = heads[by_pfn]
+        assert (owner.pte_pfn[pages] == pfns).all()
+        self._try_to_unmap_ptes_order0(owner, pages, pfns, slots[by_pfn])
+        self.vmstat["pswpout"] += k
+        if sw.sync:
+            sw.data[slots] = mem.data[heads]
+            mem.dirty[heads] = False
+            sw.delete_order0_from_swap_cache(mem, heads)  # __remove_mapping()
+            for h in heads:
+                mem.free_folio(int(h))
+        else:
+            sw.inflight[slots] = mem.data[heads]
+            mem.dirty[heads] = False
+            mem.writeback[heads] = True
+        return True
+
+    def _try_to_unmap_ptes_order0(self, mm: MM, pages, pfns, slots) -> None:
+        """_try_to_unmap_ptes() for many order-0 swap-cache folios with one PTE each."""
+        mem = self.mem
+        self.swap.dup(slots)
+        excl = mem.anon_exclusive[pfns].copy()
+        mem.anon_exclusive[pfns] = False
+        mem.mapcount[pfns] -= 1
+        mm.pte_kind[pages] = PTE_SWAP
+        mm.pte_pfn[pages] = -1
+        mm.pte_swp_off[pages] = slots
+        mm.pte_swp_excl[pages] = excl
+        mm.pte_write[pages] = False
+        mm.pte_dirty[pages] = False
+        mm.anonpages -= pages.size
+        mm.swapents += pages.size
+        self.mmlist_add(mm.pid)
 
     def _partially_mapped(self, head: int) -> bool:
         mem = self.mem
@@ -1273,6 +1344,8 @@ class Kernel:
             self._set_present_pte(mm, slice(p, q), pfns, write=True, dirty=True, sd=True, uw=False)
             mm.anonpages += q - p
             return True
+        if pk[0] == PTE_SWAP:
+            return self._batch_swapin_writes(mm, vma, p, end)
         if pk[0] != PTE_PRESENT:
             return False
         pfns = mm.pte_pfn[p:end]
@@ -1311,6 +1384,45 @@ class Kernel:
         self._set_present_pte(mm, slice(p, q), new, write=True, dirty=True, sd=True, uw=False)
         for h in np.unique(mem.head[anon_old]):
             self.folio_put_if_unused(int(h))
+        return True
+
+    def _batch_swapin_writes(self, mm: MM, vma: Vma, p: int, end: int) -> bool:
+        """do_swap_page() write faults on a run of exclusive PTE swap entries whose slots are not
+        cached, or cached by an unmapped order-0 folio: each maps its own page writable, so the run
+        is done at once (the same state as one fault per page)."""
+        mem, sw = self.mem, self.swap
+        sl = slice(p, end)
+        slots = np.where(mm.pte_kind[sl] == PTE_SWAP, mm.pte_swp_off[sl], 0)
+        cache = sw.cache[slots]
+        chead = mem.head[np.maximum(cache, 0)]
+        small_unmapped = (cache >= 0) & (mem.order[np.maximum(chead, 0)] == 0) \
+            & (mem.mapcount[np.maximum(cache, 0)] == 0) & ~(mem.writeback[np.maximum(chead, 0)] & sw.sync)
+        ok = ((mm.pte_kind[sl] == PTE_SWAP) & mm.pte_swp_excl[sl] & ((cache < 0) | small_unmapped)
+              & ~(mm.pte_uw[sl] & vma.uffd_wp) & (vma.softdirty | mm.pte_sd[sl]))
+        n = int(np.argmin(ok)) if not ok.all() else ok.size
+        if n < 2:
+            return False
+        q = p + n
+        slots = slots[:n].copy()
+        missing = slots[cache[:n] < 0]
+        if missing.size:  # swapin_readahead() with page-cluster 0: one order-0 folio per slot
+            new = mem.alloc_order0_batch(missing.size)
+            sw.cache[missing] = new
+            mem.swap[new] = missing
+            mem.data[new] = sw.data[missing]
+            self.vmstat["pswpin"] += int(missing.size)
+        pfns = sw.cache[slots].copy()
+        uw = mm.pte_uw[p:q].copy()
+        self._set_present_pte(mm, slice(p, q), pfns, write=True, dirty=True, sd=True, uw=uw)
+        mem.mapcount[pfns] = 1
+        mem.anon_exclusive[pfns] = True
+        mm.anonpages += n
+        mm.swapents -= n
+        sw.put(slots)
+        if sw.sync:  # should_try_to_free_swap(): SWP_SYNCHRONOUS_IO
+            drop = pfns[~mem.writeback[pfns]]
+            sw.delete_order0_from_swap_cache(mem, drop)
+            mem.dirty[drop] = True
         return True
 
     def op_write(self, op: O.Write) -> int:

@@ -96,6 +96,38 @@ class SwapDevice:
                 return slot
         return -1
 
+    def alloc_order0_batch(self, n: int) -> np.ndarray:
+        """n order-0 allocations at once: the slots n alloc_slots(0) calls would return, in order
+        (the current cluster is used up lowest slot first, then the next cluster the same rule
+        picks). Fewer than n when the device fills up."""
+        out: list[np.ndarray] = []
+        need = n
+        while need:
+            c = self._order0_cluster()
+            if c < 0:
+                break
+            lo = c * HPAGE_PMD_NR
+            take = np.flatnonzero(~self.used[lo:lo + HPAGE_PMD_NR])[:need] + lo
+            if self.cluster_order[c] == CLUSTER_FREE:
+                self.cluster_order[c] = 0
+            self.used[take] = True
+            self.cluster_used[c] += take.size
+            self.cur_cluster = c
+            out.append(take)
+            need -= take.size
+        return np.concatenate(out).astype(np.int32) if out else np.zeros(0, np.int32)
+
+    def _order0_cluster(self) -> int:
+        """The cluster alloc_slots(0) would take its next slot from, or -1."""
+        if self.cur_cluster >= 0 and self.cluster_used[self.cur_cluster] < HPAGE_PMD_NR:
+            return self.cur_cluster
+        for mask in ((self.cluster_order == 0) & (self.cluster_used < HPAGE_PMD_NR),
+                     self.cluster_order == CLUSTER_FREE, self.cluster_used < HPAGE_PMD_NR):
+            c = np.flatnonzero(mask)
+            if c.size:
+                return int(c[0])
+        return -1
+
     def fragment(self) -> None:
         """Another user takes one order-0 slot in every free cluster: no 512-slot cluster remains."""
         for c in np.flatnonzero(self.cluster_order == CLUSTER_FREE):

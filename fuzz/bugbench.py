@@ -1,0 +1,156 @@
+"""`pmdswap-fuzz bench --bugs`: how fast each engine finds each catalogue bug.
+
+For every bug that is not a documented blind spot, and every engine asked for: over `--seeds`
+seeds, the executions and seconds to the first divergence that the same ops do not show without the
+bug (median, and the worst seed), the rule that fired, and the length of the minimised reproducer,
+which must replay identically 3 times. Printed as a table and written as JSON (to --json, or to a
+new bench-bugs[-N].json: nothing is overwritten).
+
+random: the seeded generator and the in-process runner. atheris: libFuzzer through
+fuzz/atheris_target.py with `-runs=--budget`, its corpus seeded from corpus/seeds only (never from
+corpus/regressions, which holds the reproducers themselves).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from models.bugs import BLIND_SPOTS, BUGS
+
+from .decode import decode, encode
+from .gen import generate
+from .guard import run_guarded as run_trace
+from .minimize import NotReproducible, minimize
+from .trace import parse_trace
+
+REPO = Path(__file__).resolve().parent.parent
+TARGET = REPO / "fuzz" / "atheris_target.py"
+_EXECS = re.compile(r"^#(\d+)\s")
+
+
+def _bug_only(ops, res, bug) -> bool:
+    """The divergence is the bug's: the same prefix is clean on the correct models."""
+    return run_trace(ops[:res.executed]).divergence is None
+
+
+def find_random(bug: str, seed: int, budget: int, length: int = 32):
+    rng = random.Random(seed * 7919 + 1)
+    t0 = time.perf_counter()
+    for i in range(budget):
+        ops = generate(rng, length)
+        res = run_trace(ops, bug)
+        if res.divergence is not None and _bug_only(ops, res, bug):
+            return i + 1, time.perf_counter() - t0, ops[:res.executed], res.divergence
+    return None
+
+
+def find_atheris(bug: str, seed: int, budget: int, timeout: float = 120.0):
+    with tempfile.TemporaryDirectory(prefix="pmdswap-bench-") as tmp:
+        corpus, crashes = Path(tmp, "corpus"), Path(tmp, "crashes")
+        corpus.mkdir()
+        crashes.mkdir()
+        for p in sorted((REPO / "corpus" / "seeds").glob("*.trace")):
+            ops = parse_trace(p.read_text(), str(p))
+            (corpus / p.stem).write_bytes(encode(ops[:128]))
+        env = dict(os.environ, PMDSWAP_BUG=bug, PYTHONPATH=str(REPO))
+        cmd = [sys.executable, str(TARGET), str(corpus), f"-runs={budget}", f"-seed={seed + 1}",
+               f"-artifact_prefix={crashes}/", f"-max_total_time={int(timeout)}", "-print_final_stats=1"]
+        t0 = time.perf_counter()
+        out = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, errors="replace").stdout
+        secs = time.perf_counter() - t0
+        execs = [int(m.group(1)) for m in map(_EXECS.match, out.splitlines()) if m]
+        for crash in sorted(crashes.iterdir()):
+            ops = decode(crash.read_bytes())
+            res = run_trace(ops, bug)
+            if res.divergence is not None and _bug_only(ops, res, bug):
+                return (execs[-1] if execs else budget), secs, ops[:res.executed], res.divergence
+    return None
+
+
+def _replays_identically(ops, bug, sig, times=3) -> bool:
+    return all((d := run_trace(ops, bug).divergence) is not None and d.signature() == sig
+               for _ in range(times))
+
+
+def bench_bugs(args) -> int:
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    for e in engines:
+        if e not in ("random", "atheris"):
+            print(f"pmdswap-fuzz bench: error: --engines: unknown engine {e!r} (random, atheris)",
+                  file=sys.stderr)
+            return 2
+    rows = []
+    names = [b for b in sorted(BUGS) if b not in BLIND_SPOTS]
+    for bug in names:
+        for eng in engines:
+            hits, first = [], None
+            for seed in range(args.seeds):
+                got = (find_random if eng == "random" else find_atheris)(bug, seed, args.budget)
+                if got:
+                    hits.append(got[:2])
+                    first = first or got
+            row = {"bug": bug, "engine": eng, "seeds": args.seeds, "found": len(hits)}
+            if hits:
+                row["median_execs"] = statistics.median(h[0] for h in hits)
+                row["median_secs"] = round(statistics.median(h[1] for h in hits), 2)
+                row["max_secs"] = round(max(h[1] for h in hits), 2)
+                sig = first[3].signature()
+                row["rule"] = first[3].rule
+                try:
+                    small = minimize(first[2], sig, bug=bug, max_runs=300)
+                    row["minimised_ops"] = len(small)
+                    row["replays_identically"] = _replays_identically(small, bug, sig)
+                except NotReproducible:
+                    row["minimised_ops"] = None
+            rows.append(row)
+            _print_row(row)
+    for b in sorted(BLIND_SPOTS):
+        print(f"{b:<36} blind spot (see its docstring in models/bugs.py)")
+    _summary(rows)
+    path = Path(args.json) if args.json else _fresh("bench-bugs.json")
+    with open(path, "x") as f:
+        json.dump({"rows": rows, "blind_spots": sorted(BLIND_SPOTS), "budget": args.budget,
+                   "seeds": args.seeds}, f, indent=2)
+    print(f"wrote {path}")
+    return 0
+
+
+def _fresh(name: str) -> Path:
+    p = Path(name)
+    n = 1
+    while p.exists():
+        p = Path(f"{Path(name).stem}-{n}.json")
+        n += 1
+    return p
+
+
+def _print_row(r) -> None:
+    if not r["found"]:
+        print(f"{r['bug']:<36} {r['engine']:<8} not found in {r['seeds']} seeds")
+        return
+    print(f"{r['bug']:<36} {r['engine']:<8} {r['found']}/{r['seeds']} seeds  "
+          f"median {r['median_execs']:>6} execs {r['median_secs']:7.2f} s  (worst {r['max_secs']:.2f} s)"
+          f"  {r.get('rule', ''):<28} min {r.get('minimised_ops')} ops"
+          f"{'' if r.get('replays_identically', True) else '  NOT IDENTICAL ON REPLAY'}")
+
+
+def _summary(rows) -> None:
+    for eng in sorted({r["engine"] for r in rows}):
+        rs = [r for r in rows if r["engine"] == eng]
+        found = [r for r in rs if r["found"]]
+        secs = [r["median_secs"] for r in found]
+        mins = [r["minimised_ops"] for r in found if r.get("minimised_ops")]
+        print(f"{eng}: {len(found)}/{len(rs)} bugs found; median of medians "
+              f"{statistics.median(secs) if secs else float('nan'):.2f} s, worst "
+              f"{max((r['max_secs'] for r in found), default=float('nan')):.2f} s; median minimised "
+              f"length {statistics.median(mins) if mins else float('nan')} ops")
