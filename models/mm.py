@@ -1397,6 +1397,8 @@ class Kernel:
         chead = mem.head[np.maximum(cache, 0)]
         small_unmapped = (cache >= 0) & (mem.order[np.maximum(chead, 0)] == 0) \
             & (mem.mapcount[np.maximum(cache, 0)] == 0) & ~(mem.writeback[np.maximum(chead, 0)] & sw.sync)
+        if not mm.pte_swp_excl[p]:
+            return self._batch_shared_swapin_writes(mm, vma, p, end, slots, cache)
         ok = ((mm.pte_kind[sl] == PTE_SWAP) & mm.pte_swp_excl[sl] & ((cache < 0) | small_unmapped)
               & ~(mm.pte_uw[sl] & vma.uffd_wp) & (vma.softdirty | mm.pte_sd[sl]))
         n = int(np.argmin(ok)) if not ok.all() else ok.size
@@ -1423,6 +1425,35 @@ class Kernel:
             drop = pfns[~mem.writeback[pfns]]
             sw.delete_order0_from_swap_cache(mem, drop)
             mem.dirty[drop] = True
+        return True
+
+    def _batch_shared_swapin_writes(self, mm: MM, vma: Vma, p: int, end: int, slots, cache) -> bool:
+        """Write faults on a run of shared (after fork) PTE swap entries whose slots nobody caches
+        and others still reference: each do_swap_page() reads the slot into an order-0 swap-cache
+        folio and maps it read-only, then do_wp_page() cannot reuse it (the swap cache holds it
+        for the other references) and copies it. The cached folio stays, unmapped."""
+        mem, sw = self.mem, self.swap
+        sl = slice(p, end)
+        ok = ((mm.pte_kind[sl] == PTE_SWAP) & ~mm.pte_swp_excl[sl] & (cache < 0)
+              & (sw.count[slots] > 1) & ~(mm.pte_uw[sl] & vma.uffd_wp))
+        n = int(np.argmin(ok)) if not ok.all() else ok.size
+        if n < 2:
+            return False
+        q = p + n
+        slots = slots[:n].copy()
+        cached = mem.alloc_order0_batch(n)
+        sw.cache[slots] = cached
+        mem.swap[cached] = slots
+        mem.data[cached] = sw.data[slots]
+        self.vmstat["pswpin"] += n
+        sw.put(slots)
+        copies = mem.alloc_order0_batch(n)
+        mem.data[copies] = mem.data[cached]
+        mem.anon_exclusive[copies] = True
+        mem.mapcount[copies] = 1
+        self._set_present_pte(mm, slice(p, q), copies, write=True, dirty=True, sd=True, uw=False)
+        mm.anonpages += n
+        mm.swapents -= n
         return True
 
     def op_write(self, op: O.Write) -> int:
