@@ -50,6 +50,8 @@ def _runs_that_batch():
     directed = [
         [O.Mmap(0, 0, 2 * N, False), O.Write(0, 0, 2 * N, 3), O.Pageout(0, 0, 2 * N), O.Evict(),
          O.Write(0, 10, 700, 4), O.Pageout(0, 0, N)],
+        [O.Mmap(0, 0, 2 * N, True), O.Write(0, 0, 2 * N, 3), O.Pageout(0, 0, 2 * N), O.Evict(),
+         O.Fork(0), O.Write(1, 5, 600, 4), O.Fork(1), O.Write(2, 0, N, 6), O.Write(0, 0, N, 7)],
         [O.Mmap(0, 0, N, True), O.Write(0, 0, N, 1), O.Fragment(), O.Pageout(0, 0, N), O.Fork(0),
          O.Write(1, 0, N, 2), O.Swapoff(), O.Swapon(True), O.Pageout(0, 0, N), O.Write(0, 0, N, 5)],
     ]
