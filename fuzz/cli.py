@@ -349,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-minimize", action="store_true", help="do not minimise findings")
     r.set_defaults(fn=cmd_run)
 
+    from .kernelcheck import add_cli_commands  # export-c and kernel-check
+    add_cli_commands(sub, UsageError)
+
     r = sub.add_parser("repro", help="replay one input and explain its first divergence")
     r.add_argument("file", metavar="FILE")
     r.add_argument("--bug", default=None, metavar="NAME")

@@ -237,9 +237,12 @@ class _Gen:
                 self.s.fork(pid)
         if pid in self.s.swapped:
             self.s.swapped[pid].update(range(start // P, (start + n) // P))
-        if self.chance(0.7):
+        if self.chance(0.8):
             who = self.pid()
-            self.emit(O.Fault(who, start + self._subpage(), write=self.chance(0.6)))
+            self.emit(O.Fault(who, start + self._subpage(), write=self.chance(0.6),
+                              fail_alloc=self.chance(0.15)))
+            if self.chance(0.5):  # the other side of a fork reads what it should
+                self.emit(O.Fault(self.pid(), start + self._subpage(), write=False))
 
     def munmap_partial(self) -> None:
         pid = self.pid()
@@ -256,12 +259,20 @@ class _Gen:
 
     def dontneed(self) -> None:
         pid = self.pid()
-        start, n = self.partial_swapped(pid) if self.chance(0.5) else self.region_in(pid)
+        r = self.swapped_region(pid)
+        if r is not None and self.chance(0.4):  # a whole paged-out region
+            start, n = r * P, P
+        else:
+            start, n = self.partial_swapped(pid) if self.chance(0.5) else self.region_in(pid)
         self.emit(O.Dontneed(pid, start, n))
 
     def free(self) -> None:
         pid = self.pid()
-        start, n = self.partial_swapped(pid) if self.chance(0.5) else self.region_in(pid)
+        r = self.swapped_region(pid)
+        if r is not None and self.chance(0.4):  # a whole paged-out region
+            start, n = r * P, P
+        else:
+            start, n = self.partial_swapped(pid) if self.chance(0.5) else self.region_in(pid)
         self.emit(O.Free(pid, start, n))
 
     def mremap(self) -> None:
@@ -337,19 +348,21 @@ class _Gen:
         """uffd-wp a filled region, page it out, then fork / split it / fault on it."""
         pid = self.pid()
         start, n = self.region_in(pid)
+        self.emit(O.Write(pid, start, n, self.value()))
         self.emit(O.UffdRegister(pid, start, n))
         self.emit(O.UffdWp(pid, start, n, enable=True))
-        self.emit(O.Write(pid, start, n, self.value())) if self.chance(0.3) else None
         self.emit(O.Pageout(pid, start, n))
         if pid in self.s.swapped:
             self.s.swapped[pid].update(range(start // P, (start + n) // P))
-        follow = self.r.randrange(4)
+        follow = self.r.randrange(5)
         if follow == 0:
             self.fork()
         elif follow == 1:
             self.emit(O.UffdWp(pid, start + self.r.randrange(1, P), 1, enable=False))
         elif follow == 2:
-            self.emit(O.Fault(pid, start + self._subpage(), write=self.chance(0.5)))
+            self.emit(O.Evict())
+        if follow != 1 or self.chance(0.5):
+            self.emit(O.Fault(pid, start + self._subpage(), write=self.chance(0.7)))
 
     def soft_dirty_cycle(self) -> None:
         """clear_refs around a swap-out, then touch or move the region."""
@@ -426,7 +439,7 @@ class _Gen:
 # move name -> weight; the weights are the steering
 MOVES: dict[str, int] = {
     "mmap_thp": 6, "mmap_odd": 2, "write_region": 14, "write_partial": 5, "pageout_region": 14,
-    "pageout_partial": 4, "evict": 6, "fork": 6, "fault": 14, "swap_cycle": 8, "munmap_partial": 4,
+    "pageout_partial": 4, "evict": 6, "fork": 6, "fault": 14, "swap_cycle": 12, "munmap_partial": 4,
     "mprotect_partial": 4, "dontneed": 3, "free": 3, "mremap": 4, "mremap_shrink": 2, "uffd": 3,
     "uffd_wp": 3, "uffd_move": 3, "clear_refs": 3, "exit": 1, "knob": 3, "invalid": 2,
     "wp_then_swap": 3, "soft_dirty_cycle": 3, "swapcache_cycle": 3, "swapoff_cycle": 2,

@@ -411,9 +411,11 @@ def _run_qemu(cmd: list[str], log: Path, timeout: float) -> tuple[int, float]:
         try:
             rc = p.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(p.pid, 9)
-            p.wait()
             rc = None
+        finally:  # a timeout, or anything else (Ctrl-C): never leave qemu behind
+            if p.poll() is None:
+                os.killpg(p.pid, 9)
+                p.wait()
     return (-1 if rc is None else rc), time.monotonic() - t
 
 
@@ -790,18 +792,22 @@ def kernel_check(trace_paths, kernel: str | None = None, model: str = "legacy",
     with tempfile.TemporaryDirectory(prefix="pmdswap-kcheck-") as tmpd:
         work = Path(tmpd)
         programs = {}
-        procs = []
-        for name, src in sources.items():
-            (work / f"{name}.c").write_text(src)
-            procs.append((name, subprocess.Popen(
-                ["gcc", "-static", "-O2", "-Wall", "-o", str(work / name), str(work / f"{name}.c"),
-                 "-lpthread"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)))
-        for name, pr in procs:
-            out = pr.communicate()[0]
-            if pr.returncode:
-                raise KernelCheckError(f"gcc failed on the program of "
-                                       f"{traces[int(name[1:])][0]}: {out.decode()[-500:]}")
-            programs[name] = (work / name).read_bytes()
+        names = list(sources)
+        batch = max(2, 2 * (os.cpu_count() or 1))
+        for i in range(0, len(names), batch):  # gcc -static, a few at a time
+            procs = []
+            for name in names[i:i + batch]:
+                (work / f"{name}.c").write_text(sources[name])
+                procs.append((name, subprocess.Popen(
+                    ["gcc", "-static", "-O2", "-Wall", "-o", str(work / name),
+                     str(work / f"{name}.c"), "-lpthread"],
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)))
+            for name, pr in procs:
+                out = pr.communicate()[0]
+                if pr.returncode:
+                    raise KernelCheckError(f"gcc failed on the program of "
+                                           f"{traces[int(name[1:])][0]}: {out.decode()[-500:]}")
+                programs[name] = (work / name).read_bytes()
         initrd = work / "initramfs.cpio"
         initrd.write_bytes(build_initramfs(tree, programs, per_trace_timeout))
         swapimg = work / "swap.img"

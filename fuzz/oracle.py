@@ -68,7 +68,8 @@ TOLERATED = (
               "after a whole-2 MiB swap-in the PMD model holds the pages resident, so MADV_FREE only "
               "marks them lazyfree (old data until reclaim), where legacy drops the swap entries it "
               "still has (zeros); MADV_FREE allows either", "1.6, 3.2 D1"),
-    Tolerated("soft_dirty_superset", "soft-dirty compared one-sided (legacy subset of PMD)",
+    Tolerated("soft_dirty_superset", "soft-dirty compared one-sided (legacy subset of PMD) in "
+              "regions written or moved since clear_refs, and in tainted regions; equal elsewhere",
               "a write through a PMD marks all 512 pages dirty and soft-dirty; an aligned mremap "
               "of a swap PMD sets soft-dirty where move_normal_pmd keeps bits", "3.2 D5, D7"),
 )
@@ -173,6 +174,9 @@ class Oracle:
         # model-independent expectation of every page's contents: the last value written, or 0
         self.expect: dict[int, np.ndarray] = {0: np.zeros(O.VA_PAGES, np.uint32)}
         self.prev_obs = None  # (legacy, pmd) observations after the previous op
+        # pages where the PMD model may legitimately be soft-dirty while legacy is not (a region
+        # written or moved since the last clear_refs: D5, D7); elsewhere soft-dirty must be equal
+        self.sd_loose: dict[int, np.ndarray] = {}
 
     # ---- bookkeeping that follows pages through ops -------------------------------------------
     def _follow(self, op: O.Op, res: int, pids_before: set[int]) -> None:
@@ -184,6 +188,8 @@ class Oracle:
             if pid in self.detached:
                 self.detached.add(child)
             self.shadow[child] = self.shadow.get(pid, np.zeros(O.VA_PAGES, bool)).copy()
+            if pid in self.sd_loose:
+                self.sd_loose[child] = self.sd_loose[pid].copy()
             if pid in self.freed:
                 self.freed[child] = self.freed[pid].copy()
                 self.freed_value[child] = self._freed_value(pid).copy()
@@ -191,6 +197,7 @@ class Oracle:
             self.tainted = {(p, r) for p, r in self.tainted if p != pid}
             self.detached.discard(pid)
             self.shadow.pop(pid, None)
+            self.sd_loose.pop(pid, None)
             self.freed.pop(pid, None)
             self.freed_value.pop(pid, None)
         elif isinstance(op, O.Free) and pid in self.legacy.mms:
@@ -202,15 +209,20 @@ class Oracle:
             freed[sl] = True
         elif isinstance(op, O.MremapMove) and res == O.OK:
             self._move(pid, op.start, op.dst, op.npages, all_moved=True)
+            self._loosen(pid, op.dst, op.dst + op.npages)
         elif isinstance(op, O.UffdMove):
             n = max(0, min(op.npages, O.VA_PAGES - op.src, O.VA_PAGES - op.dst))
             self._move(pid, op.src, op.dst, n, all_moved=res == O.OK)
+            self._loosen(pid, op.dst, op.dst + n)
+            self._loosen(pid, op.src, op.src + n)
         elif isinstance(op, O.ClearRefs):
             self.shadow[pid] = np.zeros(O.VA_PAGES, dtype=bool)
+            self.sd_loose.pop(pid, None)
         w = self.legacy.written
         if w is not None:
             p, a, b = w
             self.shadow.setdefault(p, np.zeros(O.VA_PAGES, bool))[a:b] = True
+            self._loosen(p, a, b)
             if p in self.freed and isinstance(op, O.Write):
                 # a store of a new value settles a freed page; a store fault writes back what it
                 # read (zero or the freed value), which leaves both possible
@@ -262,6 +274,13 @@ class Oracle:
         ranges = [(op.src, op.npages), (op.dst, op.npages)] if isinstance(op, O.UffdMove) else \
             [(op.page, 1)] if isinstance(op, O.Fault) else [(op.start, op.npages)]
         return any(mask[s:s + n].any() for s, n in ranges)
+
+    def _loosen(self, pid: int, lo: int, hi: int) -> None:
+        """Whole 2 MiB regions: a write through a PMD marks all 512 pages soft-dirty."""
+        if hi <= lo:
+            return
+        a, b = lo // HPAGE_PMD_NR * HPAGE_PMD_NR, min(O.VA_PAGES, -(-hi // HPAGE_PMD_NR) * HPAGE_PMD_NR)
+        self.sd_loose.setdefault(pid, np.zeros(O.VA_PAGES, bool))[a:b] = True
 
     def _freed_value(self, pid: int) -> np.ndarray:
         return self.freed_value.setdefault(pid, np.zeros(O.VA_PAGES, np.uint32))
@@ -427,6 +446,15 @@ class Oracle:
             if bad.size:
                 return self._div("soft-dirty", i, op, pid, bad,
                                  "soft-dirty in legacy but not in the PMD model", 1, 0)
+            # TOLERATED soft_dirty_superset only where a write or a move since clear_refs allows it
+            strict = both & ~self._tainted_mask(pid)
+            if pid in self.sd_loose:
+                strict &= ~self.sd_loose[pid]
+            bad = np.flatnonzero(strict & (a.soft_dirty != b.soft_dirty))
+            if bad.size:
+                return self._div("soft-dirty", i, op, pid, bad,
+                                 "soft-dirty differs on a page nothing wrote or moved since clear_refs",
+                                 int(a.soft_dirty[bad[0]]), int(b.soft_dirty[bad[0]]))
         return None
 
     def _residency(self, i, op, ol, op_):

@@ -670,14 +670,8 @@ class ClearSoftDirtySkipsSwapPmd(PmdSwapKernel):
     """clear_soft_dirty_pmd() (fs/proc/task_mmu.c): still handles only present and migration PMDs,
     so a swap PMD keeps its soft-dirty bit across clear_refs.
     From: semantics.md 1.11, 4 item 9.
-    BLIND SPOT. The soft-dirty rule is one-sided (legacy's soft-dirty pages must be a subset of the
-    PMD model's, because a write through a PMD marks all 512 pages, D5), so a PMD model that reports
-    too much soft-dirty is accepted; nothing else depends on the stale bit in the model (it only
-    lets a later swap-in map writable, and the model's stores set soft-dirty anyway). To make it
-    visible: compare soft-dirty two-sided for every 2 MiB region with no write and no move since the
-    last clear_refs (D5/D7 cannot apply there), or at least require pages that are swapped in both
-    models and were not written since clear_refs to be clean in the PMD model when legacy has them
-    clean and no PMD-level write happened in that region."""
+    Symptom: pagemap bit 55 stays set on a swapped region nothing wrote since clear_refs; the
+    oracle compares soft-dirty two-sided on such regions (rule soft-dirty)."""
 
     def clear_soft_dirty_pmd(self, mm: MM, r: int) -> None:
         if mm.pmd_kind[r] == PMD_SWAP:
@@ -778,8 +772,7 @@ for _name, _cls in BUGS.items():
     _cls.bug = _name
 
 # Bugs the current oracle cannot see (the class docstring says why and what would make it visible).
-BLIND_SPOTS = frozenset({"zswap_installs_pmd_entry", "swapin_mixed_cache_reads_device",
-                         "clear_soft_dirty_skips_swap_pmd"})
+BLIND_SPOTS = frozenset({"zswap_installs_pmd_entry", "swapin_mixed_cache_reads_device"})
 
 
 def make_pmd_kernel(bug: str | None = None) -> PmdSwapKernel:

@@ -34,9 +34,9 @@ from models.legacy import LegacyKernel
 from models.pmd_swap import PmdSwapKernel
 
 GEN_LENGTH = 24  # ops per generated sequence
-SEEDS = range(40)  # the fixed seed set, tried in order
-BUDGET_OPS = 1000  # the fixed execution budget of the search: ops executed over all seeds
-MINIMIZE_RUNS = 40  # the minimiser's budget (trace runs)
+SEEDS = range(100)  # the fixed seed set, tried in order
+BUDGET_OPS = 2400  # the fixed execution budget of the search: ops executed over all seeds
+MINIMIZE_RUNS = 150  # the minimiser's budget (trace runs)
 MAX_MINIMISED = 8  # a minimised trace longer than this means the minimiser or the bug went wrong
 
 N = O.HPAGE_PMD_NR
@@ -88,6 +88,8 @@ DIRECTED: dict[str, list[O.Op]] = {
                                 O.UffdRegister(0, 2 * N, N), O.UffdMove(0, 0, 2 * N, N)],
     # caught by the invariant writable_implies_soft_dirty: clear_refs, then a read fault swaps in
     "swapin_no_soft_dirty_wp": [_mmap(), _fill(), _PAGEOUT, O.ClearRefs(0), O.Fault(0, 3)],
+    # caught by the two-sided soft-dirty rule on regions nothing wrote since clear_refs
+    "clear_soft_dirty_skips_swap_pmd": [_mmap(), _fill(), _PAGEOUT, O.ClearRefs(0), O.Fault(0, 3)],
     # docs/models.md finding F1, nine ops in a fixed order
     "madv_free_pmd_swapcache_stale": [_mmap(), _fill(1), _PAGEOUT, O.Evict(), O.Fault(0, 0), _fill(2),
                                       O.Free(0, 0, N), _PAGEOUT, O.Fault(0, 0)],
@@ -100,7 +102,6 @@ BLIND_TRACES: dict[str, list[O.Op]] = {
     # (now PTE-mapped in the parent), then the child faults on its swap PMD
     "swapin_mixed_cache_reads_device": [_mmap(), _fill(), _PAGEOUT, O.Fork(0), O.Evict(),
                                         O.Fault(0, 0), O.SplitThp(), O.Fault(1, 0)],
-    "clear_soft_dirty_skips_swap_pmd": [_mmap(), _fill(), _PAGEOUT, O.ClearRefs(0), O.Fault(0, 3)],
 }
 
 SEARCHED = sorted(set(BUGS) - set(DIRECTED) - BLIND_SPOTS)
