@@ -243,13 +243,25 @@ def test_legacy_soft_dirty_pmd_not_rejected(base):
     assert "legacy but not in the PMD model" in d.detail
 
 
-@pytest.mark.parametrize("pages", [[PRES], list(range(0, N))], ids=["one-page", "whole-region-D5"])
+@pytest.mark.parametrize("pages", [[PRES], list(range(2 * N, 2 * N + 64))], ids=["one-page", "written-region-D5"])
 def test_pmd_soft_dirty_superset_accepted(base, pages):
-    """soft_dirty_superset (D5/D7): the PMD model may mark more pages soft-dirty than legacy."""
+    """soft_dirty_superset (D5/D7): in a region written since clear_refs (region 2 holds WRITTEN)
+    the PMD model may mark more pages soft-dirty than legacy."""
     orc, ol, op_ = base
     op_.procs[0].soft_dirty[pages] = True
     assert not ol.procs[0].soft_dirty[pages].all()
     assert rules(orc, ol, op_) is None
+
+
+def test_pmd_soft_dirty_superset_rejected_where_nothing_wrote(base):
+    """Region 0 was neither written nor moved since clear_refs: soft-dirty must be equal there
+    (a PMD model that forgets to clear a swap PMD's soft-dirty bit shows up here)."""
+    orc, ol, op_ = base
+    assert not ol.procs[0].soft_dirty[SWP]
+    op_.procs[0].soft_dirty[0:N] = True
+    d = rules(orc, ol, op_)
+    assert d is not None and d.rule == "soft-dirty" and d.pages[0] == 0
+    assert "nothing wrote or moved" in d.detail
 
 
 def test_soft_dirty_not_compared_on_none_pages(base):
