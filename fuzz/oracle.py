@@ -51,8 +51,9 @@ TOLERATED = (
               "swap-out allocates one cluster instead of 512 slots, and a large folio mapped shared "
               "after fork is left alone by MADV_PAGEOUT where small folios are paged out one by one",
               "1.8, 3.2 D4, D11"),
-    Tolerated("entry_vs_none_cascade", "a differing op result in a tainted range where one model has "
-              "an entry and the other none: stop comparing that process",
+    Tolerated("entry_vs_none_cascade", "uffd-wp not compared on tainted pages whose residency has "
+              "differed; a store there, or a UFFDIO_MOVE touching a tainted region, that gives "
+              "different results or contents: stop comparing that process",
               "after a tolerated residency difference (a whole-2 MiB swap-in followed by MADV_FREE), "
               "a page can be present in one model and none in the other; uffd-wp is kept on the entry "
               "but not on a none anonymous PTE, so a later write traps in one model only, and "
@@ -177,6 +178,7 @@ class Oracle:
         # pages where the PMD model may legitimately be soft-dirty while legacy is not (a region
         # written or moved since the last clear_refs: D5, D7); elsewhere soft-dirty must be equal
         self.sd_loose: dict[int, np.ndarray] = {}
+        self.diverged: dict[int, np.ndarray] = {}  # tainted pages whose residency differed
 
     # ---- bookkeeping that follows pages through ops -------------------------------------------
     def _follow(self, op: O.Op, res: int, pids_before: set[int]) -> None:
@@ -190,6 +192,8 @@ class Oracle:
             self.shadow[child] = self.shadow.get(pid, np.zeros(O.VA_PAGES, bool)).copy()
             if pid in self.sd_loose:
                 self.sd_loose[child] = self.sd_loose[pid].copy()
+            if pid in self.diverged:
+                self.diverged[child] = self.diverged[pid].copy()
             if pid in self.freed:
                 self.freed[child] = self.freed[pid].copy()
                 self.freed_value[child] = self._freed_value(pid).copy()
@@ -198,6 +202,7 @@ class Oracle:
             self.detached.discard(pid)
             self.shadow.pop(pid, None)
             self.sd_loose.pop(pid, None)
+            self.diverged.pop(pid, None)
             self.freed.pop(pid, None)
             self.freed_value.pop(pid, None)
         elif isinstance(op, O.Free) and pid in self.legacy.mms:
@@ -252,9 +257,13 @@ class Oracle:
                 moved = ex[op.src:op.src + op.npages].copy()
                 ex[op.src:op.src + op.npages] = 0
                 ex[op.dst:op.dst + op.npages] = moved
-            elif pid in ol.procs:  # a partial move: how far it got is legacy's to say
+            elif pid in ol.procs and pid in self.prev_contents:
+                # a partial move: how far it got is legacy's to say; pages it did not change keep
+                # their expectation (a freed page may read zero or its old value)
+                now, before = ol.procs[pid].contents, self.prev_contents[pid]
                 for a in (op.src, op.dst):
-                    ex[a:a + op.npages] = ol.procs[pid].contents[a:a + op.npages]
+                    sl = slice(a, a + op.npages)
+                    ex[sl] = np.where(now[sl] != before[sl], now[sl], ex[sl])
         w = self.legacy.written
         if w is not None:
             p, a, b = w
@@ -263,17 +272,39 @@ class Oracle:
             # a store fault (`fault write=1`) writes back what it read: the expectation stands
 
     def _entry_vs_none(self, op: O.Op) -> bool:
-        """Does the op's range touch a tainted page that is none in one model only?"""
+        """Is the op representation-sensitive where the models legitimately differ? A store or
+        fault on a page whose residency has differed between the models (uffd-wp lives on an entry,
+        not on a none anonymous PTE), or a UFFDIO_MOVE touching a tainted region (it succeeds,
+        splits or refuses depending on PMD- vs PTE-level mapping)."""
         pid = getattr(op, "pid", None)
-        if self.prev_obs is None or pid is None or not isinstance(op, (O.Write, O.Fault, O.UffdMove)):
+        if pid is None or not isinstance(op, (O.Write, O.Fault, O.UffdMove)):
             return False
-        a, b = (o.procs.get(pid) for o in self.prev_obs)
+        if isinstance(op, O.UffdMove):
+            mask = self._tainted_mask(pid)
+            ranges = [(op.src, op.npages), (op.dst, op.npages)]
+        else:
+            mask = self.diverged.get(pid)
+            if mask is None:
+                return False
+            ranges = [(op.page, 1)] if isinstance(op, O.Fault) else [(op.start, op.npages)]
+        return any(mask[s:s + n].any() for s, n in ranges)
+
+    def _note_diverged(self, ol, op_) -> None:
+        """Remember tainted pages whose residency differs now: their uffd-wp bits may differ from
+        then on, and stores to them are representation-sensitive."""
+        for pid, a, b in self._common(ol, op_):
+            if not any(p == pid for p, _ in self.tainted):
+                continue
+            d = self._tainted_mask(pid) & (a.state != b.state)
+            if d.any():
+                self.diverged.setdefault(pid, np.zeros(O.VA_PAGES, bool))[d] = True
+
+    @staticmethod
+    def _contents_differ(pid: int, ol, op_) -> bool:
+        a, b = ol.procs.get(pid), op_.procs.get(pid)
         if a is None or b is None:
             return False
-        mask = self._tainted_mask(pid) & ((a.state == NONE) != (b.state == NONE))
-        ranges = [(op.src, op.npages), (op.dst, op.npages)] if isinstance(op, O.UffdMove) else \
-            [(op.page, 1)] if isinstance(op, O.Fault) else [(op.start, op.npages)]
-        return any(mask[s:s + n].any() for s, n in ranges)
+        return bool(((a.state != UNMAPPED) & (b.state != UNMAPPED) & (a.contents != b.contents)).any())
 
     def _loosen(self, pid: int, lo: int, hi: int) -> None:
         """Whole 2 MiB regions: a write through a PMD marks all 512 pages soft-dirty."""
@@ -292,11 +323,14 @@ class Oracle:
         if not all_moved:
             sh = self.shadow.setdefault(pid, np.zeros(O.VA_PAGES, bool))
             sh[src:src + n] = sh[dst:dst + n] = False
+            dv = self.diverged.setdefault(pid, np.zeros(O.VA_PAGES, bool))
+            dv[src:src + n] = dv[dst:dst + n] = dv[src:src + n] | dv[dst:dst + n]
             fr = self.freed.setdefault(pid, np.zeros(O.VA_PAGES, bool))
             either = fr[src:src + n] | fr[dst:dst + n]
             fr[src:src + n] = fr[dst:dst + n] = either
             return
-        for shadows, dtype in ((self.shadow, bool), (self.freed, bool), (self.freed_value, np.uint32)):
+        for shadows, dtype in ((self.shadow, bool), (self.freed, bool), (self.freed_value, np.uint32),
+                               (self.diverged, bool)):
             sh = shadows.setdefault(pid, np.zeros(O.VA_PAGES, dtype))
             moved = sh[src:src + n].copy()
             sh[src:src + n] = 0
@@ -328,9 +362,10 @@ class Oracle:
                 self.lockstep = False
             elif ev[0] in ("pmd_swapin", "pmd_unuse"):
                 self._taint_slot_sharers(ev[1], ev[2], ev[3])
-        if rl != rp and risky:  # TOLERATED entry_vs_none_cascade
-            self.detached.add(op.pid)
+        if risky and (rl != rp or self._contents_differ(op.pid, ol, op_)):
+            self.detached.add(op.pid)  # TOLERATED entry_vs_none_cascade
             rl = rp
+        self._note_diverged(ol, op_)
         self.prev_contents = {pid: po.contents for pid, po in ol.procs.items()}
         self.prev_obs = (ol, op_)
         for pid, po in ol.procs.items():
@@ -424,6 +459,8 @@ class Oracle:
     def _uffd_wp(self, i, op, ol, op_):
         for pid, a, b in self._common(ol, op_):
             both = (a.state >= PRESENT) & (b.state >= PRESENT)
+            if pid in self.diverged:  # TOLERATED entry_vs_none_cascade: none lost the bit
+                both &= ~self.diverged[pid]
             bad = np.flatnonzero(both & (a.uffd_wp != b.uffd_wp))
             if bad.size:
                 p = bad[0]

@@ -699,12 +699,14 @@ def test_entry_vs_none_untainted_results_differ_rejected():
     """The cascade tolerance needs a tainted range; the same result difference elsewhere is a bug."""
     orc = new_oracle()
     _events(orc, [O.Mmap(0, 0, N), O.Write(0, 0, N, 1)])
-    orc.prev_obs = (observe(orc.legacy), observe(orc.pmd))
-    orc.prev_obs[1].procs[0].state[5] = NONE
+    ol, op_ = observe(orc.legacy), observe(orc.pmd)
+    op_.procs[0].state[5] = NONE
+    orc._note_diverged(ol, op_)  # untainted: a residency difference is a bug, nothing is noted
     assert not orc._entry_vs_none(O.Write(0, 5, 1, 2))
     orc.tainted.add((0, 0))
+    orc._note_diverged(ol, op_)
     assert orc._entry_vs_none(O.Write(0, 5, 1, 2))
-    assert not orc._entry_vs_none(O.Write(0, 6, 1, 2))  # none in both or in neither: not risky
+    assert not orc._entry_vs_none(O.Write(0, 6, 1, 2))  # same residency in both: not risky
 
 
 @pytest.mark.parametrize("ops", [
