@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from fuzz.runner import run_trace
+from fuzz.guard import run_guarded as run_trace
 from fuzz.trace import parse_trace
 
 CORPUS = pathlib.Path(__file__).resolve().parent.parent / "corpus"
