@@ -257,23 +257,20 @@ class _Gen:
         prot = self.r.choice((O.PROT_NONE, O.PROT_READ, O.PROT_RW, O.PROT_RW))
         self.emit(O.Mprotect(pid, start, n, prot))
 
+    def _zap_target(self, pid: int) -> tuple[int, int]:
+        """A whole paged-out region, a range cutting into one, or any region."""
+        r = self.swapped_region(pid)
+        if r is not None and self.chance(0.4):
+            return r * P, P
+        return self.partial_swapped(pid) if self.chance(0.5) else self.region_in(pid)
+
     def dontneed(self) -> None:
         pid = self.pid()
-        r = self.swapped_region(pid)
-        if r is not None and self.chance(0.4):  # a whole paged-out region
-            start, n = r * P, P
-        else:
-            start, n = self.partial_swapped(pid) if self.chance(0.5) else self.region_in(pid)
-        self.emit(O.Dontneed(pid, start, n))
+        self.emit(O.Dontneed(pid, *self._zap_target(pid)))
 
     def free(self) -> None:
         pid = self.pid()
-        r = self.swapped_region(pid)
-        if r is not None and self.chance(0.4):  # a whole paged-out region
-            start, n = r * P, P
-        else:
-            start, n = self.partial_swapped(pid) if self.chance(0.5) else self.region_in(pid)
-        self.emit(O.Free(pid, start, n))
+        self.emit(O.Free(pid, *self._zap_target(pid)))
 
     def mremap(self) -> None:
         pid = self.pid()

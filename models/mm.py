@@ -716,10 +716,16 @@ class Kernel:
 
     def _try_to_unmap_ptes_order0(self, mm: MM, pages, pfns, slots) -> None:
         """_try_to_unmap_ptes() for many order-0 swap-cache folios with one PTE each."""
+        self._install_swap_ptes(mm, pages, pfns, slots)
+
+    def _install_swap_ptes(self, mm: MM, pages, pfns, slots) -> None:
+        """try_to_unmap_one(), per PTE: dup the slot, swap entry with the page's anon-exclusive
+        mark as its exclusive bit; soft-dirty and uffd-wp carry over (pte_swp_mksoft_dirty,
+        pte_swp_mkuffd_wp)."""
         mem = self.mem
-        self.swap.dup(slots)
+        self.swap.dup(slots)  # folio_dup_swap()
         excl = mem.anon_exclusive[pfns].copy()
-        mem.anon_exclusive[pfns] = False
+        mem.anon_exclusive[pfns] = False  # folio_try_share_anon_rmap_pte()
         mem.mapcount[pfns] -= 1
         mm.pte_kind[pages] = PTE_SWAP
         mm.pte_pfn[pages] = -1
@@ -790,23 +796,9 @@ class Kernel:
             mm.anonpages -= pages.size
             self._clear_pte_list(mm, pages)
             return True
-        slots = mem.swap[pfns]
-        sw.dup(slots)  # folio_dup_swap()
         if mm.pte_dirty[pages].any():
             mem.dirty[head] = True
-        excl = mem.anon_exclusive[pfns].copy()
-        mem.anon_exclusive[pfns] = False  # folio_try_share_anon_rmap_pte()
-        mem.mapcount[pfns] -= 1
-        mm.pte_kind[pages] = PTE_SWAP
-        mm.pte_pfn[pages] = -1
-        mm.pte_swp_off[pages] = slots
-        mm.pte_swp_excl[pages] = excl
-        mm.pte_write[pages] = False
-        mm.pte_dirty[pages] = False
-        # soft-dirty and uffd-wp carry over: pte_swp_mksoft_dirty / pte_swp_mkuffd_wp
-        mm.anonpages -= pages.size
-        mm.swapents += pages.size
-        self.mmlist_add(mm.pid)
+        self._install_swap_ptes(mm, pages, pfns, mem.swap[pfns])
         return True
 
     def _clear_pte_list(self, mm: MM, pages: np.ndarray) -> None:
