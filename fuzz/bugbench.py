@@ -7,8 +7,9 @@ which must replay identically 3 times. Printed as a table and written as JSON (t
 new bench-bugs[-N].json: nothing is overwritten).
 
 random: the seeded generator and the in-process runner. atheris: libFuzzer through
-fuzz/atheris_target.py with `-runs=--budget`, its corpus seeded from corpus/seeds only (never from
-corpus/regressions, which holds the reproducers themselves).
+fuzz/atheris_target.py with `-runs=--budget`, its corpus seeded from corpus/seeds as the engine
+does (never from corpus/regressions, which holds the reproducers themselves). A bug found while
+libFuzzer is still loading the seeds is counted at the number of seeds (an upper bound).
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from models import ops as O
 from models.bugs import BLIND_SPOTS, BUGS
 
-from .decode import decode, encode
+from .decode import decode, op_size
+from .engines import seed_corpus
 from .gen import generate
 from .guard import run_guarded as run_trace
 from .minimize import NotReproducible, minimize
-from .trace import parse_trace
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET = REPO / "fuzz" / "atheris_target.py"
@@ -53,17 +55,18 @@ def find_random(bug: str, seed: int, budget: int, length: int = 32):
     return None
 
 
-def find_atheris(bug: str, seed: int, budget: int, timeout: float = 120.0):
+def find_atheris(bug: str, seed: int, budget: int, timeout: float = 120.0, seeded: bool = True):
     with tempfile.TemporaryDirectory(prefix="pmdswap-bench-") as tmp:
         corpus, crashes = Path(tmp, "corpus"), Path(tmp, "crashes")
         corpus.mkdir()
         crashes.mkdir()
-        for p in sorted((REPO / "corpus" / "seeds").glob("*.trace")):
-            ops = parse_trace(p.read_text(), str(p))
-            (corpus / p.stem).write_bytes(encode(ops[:128]))
+        if seeded:
+            seed_corpus(corpus, [REPO / "corpus" / "seeds"])
         env = dict(os.environ, PMDSWAP_BUG=bug, PYTHONPATH=str(REPO))
+        max_len = 128 * max(op_size(cls) for cls in O.OPS)
         cmd = [sys.executable, str(TARGET), str(corpus), f"-runs={budget}", f"-seed={seed + 1}",
-               f"-artifact_prefix={crashes}/", f"-max_total_time={int(timeout)}", "-print_final_stats=1"]
+               f"-artifact_prefix={crashes}/", f"-max_total_time={int(timeout)}",
+               f"-max_len={max_len}", "-len_control=0", "-print_final_stats=1"]
         t0 = time.perf_counter()
         out = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True, errors="replace").stdout
@@ -73,7 +76,9 @@ def find_atheris(bug: str, seed: int, budget: int, timeout: float = 120.0):
             ops = decode(crash.read_bytes())
             res = run_trace(ops, bug)
             if res.divergence is not None and _bug_only(ops, res, bug):
-                return (execs[-1] if execs else budget), secs, ops[:res.executed], res.divergence
+                # no "#N" line yet: found while libFuzzer was still loading the seed corpus
+                n = execs[-1] if execs else sum(1 for _ in corpus.iterdir())
+                return n, secs, ops[:res.executed], res.divergence
     return None
 
 

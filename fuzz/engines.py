@@ -275,6 +275,7 @@ def run_atheris(opts: Options, stats: Stats, findings: Findings, status: StatusL
     cmd = [sys.executable, str(ATHERIS_TARGET), str(corpus), f"-artifact_prefix={crash_dir}/",
            f"-max_total_time={max(1, int(opts.time))}", f"-fork={max(1, opts.jobs)}",
            "-ignore_crashes=1", "-ignore_ooms=1", "-ignore_timeouts=1", f"-max_len={max_len}",
+           "-len_control=0",  # op sequences need long inputs from the start
            "-timeout=120", "-rss_limit_mb=4096", "-print_final_stats=1"]
     if stats.seed is not None:
         cmd.append(f"-seed={stats.seed}")

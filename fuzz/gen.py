@@ -391,6 +391,45 @@ class _Gen:
         self.emit(O.Pageout(pid, start, n))
         self.emit(O.Fault(pid, start + self._subpage(), write=self.chance(0.3)))
 
+    def uffd_remap(self) -> None:
+        """A paged-out region registered with uffd (no EVENT_REMAP) moved by an aligned mremap:
+        the move must drop uffd-wp and set soft-dirty, at PMD and at PTE level alike."""
+        pid = self.pid()
+        r = self.swapped_region(pid)
+        start = r * P if r is not None else self.region_in(pid)[0]
+        self.emit(O.UffdRegister(pid, start, P))
+        if self.chance(0.7):
+            self.emit(O.UffdWp(pid, start, P, enable=True))
+        if self.chance(0.5):
+            self.emit(O.ClearRefs(pid))
+        dst = self.r.randrange(R) * P
+        self.emit(O.MremapMove(pid, start, P, dst))
+        if pid in self.s.maps and dst != start:
+            self.s.remove(pid, start, start + P)
+            self.s.remove(pid, dst, dst + P)
+            self.s.add(pid, dst, dst + P)
+
+    def shared_move(self) -> None:
+        """UFFDIO_MOVE of a whole paged-out region after fork: the entry is shared, -EBUSY."""
+        pid = self.pid()
+        r = self.swapped_region(pid)
+        start = r * P if r is not None else self.region_in(pid)[0]
+        if self.chance(0.6):
+            self.emit(O.Evict())
+        self.fork()
+        who = self.pid()
+        empty = [q for q in range(R) if q * P != start and q not in self.s.filled.get(who, ())
+                 and any(a <= q * P and (q + 1) * P <= b for a, b in self.s.maps.get(who, ()))]
+        if empty:
+            dst = self.r.choice(empty) * P
+        else:  # map an empty region for it
+            dst = self.r.randrange(R) * P
+            self.emit(O.Mmap(who, dst, P))
+            if who in self.s.maps:
+                self.s.add(who, dst, dst + P)
+        self.emit(O.UffdRegister(who, dst, P))
+        self.emit(O.UffdMove(who, start, dst, P))
+
     def swapoff_cycle(self) -> None:
         """Swapoff over swapped (maybe shared) regions, then swapon again."""
         if self.chance(0.5):
@@ -440,6 +479,7 @@ MOVES: dict[str, int] = {
     "mprotect_partial": 4, "dontneed": 3, "free": 3, "mremap": 4, "mremap_shrink": 2, "uffd": 3,
     "uffd_wp": 3, "uffd_move": 3, "clear_refs": 3, "exit": 1, "knob": 3, "invalid": 2,
     "wp_then_swap": 3, "soft_dirty_cycle": 3, "swapcache_cycle": 3, "swapoff_cycle": 2,
+    "uffd_remap": 2, "shared_move": 2,
 }
 _MOVE_NAMES = tuple(MOVES)
 _MOVE_CUM = []
