@@ -272,6 +272,27 @@ class Kernel:
         if not mem.in_swapcache(head):
             mem.free_folio(head)
 
+    def folios_put_if_unused(self, heads: np.ndarray) -> None:
+        """folio_put_if_unused() for many folios: order-0 ones in one vector step (each is
+        independent of the others), large ones one by one."""
+        mem, sw = self.mem, self.swap
+        heads = heads[heads != ZERO_PFN]
+        small = heads[mem.order[heads] == 0]
+        for h in heads[mem.order[heads] > 0]:
+            self.folio_put_if_unused(int(h))
+        small = small[mem.mapcount[small] == 0]
+        if not small.size:
+            return
+        cached = small[mem.swap[small] >= 0]
+        if cached.size:
+            # free_swap_cache() -> folio_free_swap(): not under writeback, no slot referenced
+            drop = cached[~mem.writeback[cached] & (sw.count[mem.swap[cached]] == 0)]
+            if drop.size:
+                sw.delete_order0_from_swap_cache(mem, drop)
+                mem.dirty[drop] = True
+        for h in small[mem.swap[small] < 0]:
+            mem.free_folio(int(h))
+
     def swap_put_entries_direct(self, slots: np.ndarray) -> None:
         """free_swap_and_cache_nr(): put the slots; reclaim cached folios nobody uses any more."""
         sw, mem = self.swap, self.mem
@@ -346,8 +367,7 @@ class Kernel:
                 mem.dirty[dirty_heads] = True
                 mem.mapcount[anon] -= 1
                 mm.anonpages -= anon.size
-                for head in np.unique(mem.head[anon]):
-                    self.folio_put_if_unused(int(head))
+                self.folios_put_if_unused(np.unique(mem.head[anon]))
         slots = mm.pte_swp_off[swp].copy()
         mm.clear_ptes(sl)
         if swp.size:

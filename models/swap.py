@@ -23,7 +23,8 @@ from .errors import ModelBug
 from .memory import PhysMem
 from .ops import HPAGE_PMD_NR
 
-SWAP_CLUSTERS = 40  # 20,480 slots: more than every page of every process can ever need
+SWAP_CLUSTERS = 24  # 12,288 slots: room for every page of every process (4 x 2048) plus the header
+# cluster and fragmentation; a full device only makes pageout fail, as on Linux
 SWAP_SLOTS = SWAP_CLUSTERS * HPAGE_PMD_NR
 CLUSTER_FREE = -1
 FRAGMENT_OFFSET = 300  # where Fragment puts another user's slot in each free cluster

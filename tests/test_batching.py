@@ -1,7 +1,8 @@
 """The batched fast paths of models/mm.py give exactly the state of the one-at-a-time kernel loop.
 
-`Kernel._batch_write_faults` (runs of write faults, including swap-ins) and
-`Kernel._shrink_order0_batch` (runs of order-0 reclaim) exist only for speed. Each generated sequence
+`Kernel._batch_write_faults` (runs of write faults, including swap-ins),
+`Kernel._shrink_order0_batch` (runs of order-0 reclaim) and `Kernel.folios_put_if_unused` (the
+last put of many folios after a zap) exist only for speed. Each generated sequence
 is run on a model with them and on one without, and every observation must be identical."""
 
 import random
@@ -21,6 +22,7 @@ def _unbatched(cls):
     return type(cls.__name__ + "Unbatched", (cls,), {
         "_batch_write_faults": lambda self, mm, p, hi: False,
         "_shrink_order0_batch": lambda self, queue: False,
+        "folios_put_if_unused": lambda self, heads: [self.folio_put_if_unused(int(h)) for h in heads],
     })
 
 
