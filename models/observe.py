@@ -86,40 +86,39 @@ def swap_contents(k: Kernel, slots: np.ndarray) -> np.ndarray:
 
 
 def observe_mm(k: Kernel, mm: MM) -> ProcObs:
-    n = VA_PAGES
+    mem = k.mem
+    inside = np.zeros(VA_PAGES, bool)
+    vm_sd = np.zeros(VA_PAGES, bool)
+    for v in mm.vmas:
+        inside[v.start:v.end] = True
+        vm_sd[v.start:v.end] = v.softdirty  # VM_SOFTDIRTY shows on every page
+    table = np.repeat(mm.pmd_kind == PMD_TABLE, HPAGE_PMD_NR)
+    kind = np.where(table, mm.pte_kind, 0)  # PTE_NONE / PTE_PRESENT / PTE_SWAP
+    pres, swp = kind == PTE_PRESENT, kind == PTE_SWAP
+    pfn = np.where(pres, mm.pte_pfn, ZERO_PFN)
+    contents = mem.data[pfn]  # the zero page (pfn 0) reads 0 for everything that is not present
+    slots = mm.pte_swp_off
+    if swp.any():
+        contents[swp] = swap_contents(k, slots[swp])
+    ent = pres | swp
     po = ProcObs(
         vmas=tuple((v.start, v.end, v.prot, v.hugepage, v.uffd_wp) for v in mm.vmas),
-        state=np.zeros(n, np.int8), contents=np.zeros(n, np.uint32),
-        swp_off=np.full(n, -1, np.int32), soft_dirty=np.zeros(n, bool), uffd_wp=np.zeros(n, bool),
-        exclusive=np.zeros(n, bool), writable=np.zeros(n, bool), pmd_level=np.zeros(n, bool),
+        # NONE, PRESENT, SWAPPED are 1, 2, 3 and PTE_PRESENT, PTE_SWAP are 1, 2
+        state=(inside.astype(np.int8) + kind.astype(np.int8)),
+        contents=contents,
+        swp_off=np.where(swp, slots, -1).astype(np.int32),
+        soft_dirty=vm_sd | (ent & mm.pte_sd),
+        uffd_wp=ent & mm.pte_uw,
+        exclusive=(pres & mem.anon_exclusive[pfn] & (pfn != ZERO_PFN)) | (swp & mm.pte_swp_excl),
+        writable=pres & mm.pte_write,
+        pmd_level=np.zeros(VA_PAGES, bool),
         rss_anon=mm.anonpages, vm_swap=mm.swapents, smaps=())
-    for v in mm.vmas:
-        po.state[v.start:v.end] = NONE
-        po.soft_dirty[v.start:v.end] = v.softdirty  # VM_SOFTDIRTY shows on every page
-    mem = k.mem
-    table = np.repeat(mm.pmd_kind == PMD_TABLE, HPAGE_PMD_NR)
-    pres = table & (mm.pte_kind == PTE_PRESENT)
-    swp = table & (mm.pte_kind == PTE_SWAP)
-    pfn = mm.pte_pfn[pres]
-    po.state[pres] = PRESENT
-    po.contents[pres] = mem.data[pfn]
-    po.exclusive[pres] = mem.anon_exclusive[pfn] & (pfn != ZERO_PFN)
-    po.writable[pres] = mm.pte_write[pres]
-    if swp.any():
-        slots = mm.pte_swp_off[swp]
-        po.state[swp] = SWAPPED
-        po.contents[swp] = swap_contents(k, slots)
-        po.swp_off[swp] = slots
-        po.exclusive[swp] = mm.pte_swp_excl[swp]
-    ent = pres | swp
-    po.soft_dirty[ent] |= mm.pte_sd[ent]
-    po.uffd_wp[ent] = mm.pte_uw[ent]
     builder = _Builder(k, po)
     for r in np.flatnonzero((mm.pmd_kind == PMD_HUGE) | (mm.pmd_kind == PMD_SWAP)):
         k.pagemap_pmd_range(mm, int(r), builder)
-    anon = (po.state == PRESENT) & ~(table & (mm.pte_pfn == ZERO_PFN))
+    anon = (po.state == PRESENT) & ~(pres & (mm.pte_pfn == ZERO_PFN))
     # per-VMA sums from prefix sums: Rss (anon pages), Swap, AnonHugePages
-    cum = np.zeros((3, n + 1), dtype=np.int32)
+    cum = np.zeros((3, VA_PAGES + 1), dtype=np.int32)
     np.cumsum(anon, out=cum[0, 1:])
     np.cumsum(po.state == SWAPPED, out=cum[1, 1:])
     np.cumsum(anon & po.pmd_level, out=cum[2, 1:])
