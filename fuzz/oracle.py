@@ -61,6 +61,10 @@ TOLERATED = (
     Tolerated("pmd_zapped", "taint the (pid, region); end lockstep",
               "a zapped PMD swap entry leaves the PMD none (a later touch can fault a fresh THP) "
               "where legacy keeps an empty PTE table", "1.5, 3.2 D6"),
+    Tolerated("uffd_move_refused", "taint the destination (pid, region); end lockstep",
+              "a UFFDIO_MOVE of a whole PMD swap entry refused with -EBUSY leaves the destination "
+              "PMD none, where legacy's PTE path allocated an empty PTE table before refusing at the "
+              "first PTE; a later fault there can map a THP in the PMD model only", "1.9, 3.2 D6"),
     Tolerated("uffd_move_whole", "accept legacy -EBUSY against PMD 0; stop comparing the process",
               "UFFDIO_MOVE moves a whole PMD swap entry whose PMD-sized folio is cached, where "
               "legacy returns -EBUSY at the first PTE of a large cached folio", "1.9, 3.2 D8"),
@@ -357,7 +361,7 @@ class Oracle:
             self.detached.add(op.pid)
             rl = rp
         for ev in events:
-            if ev[0] == "pmd_zapped":
+            if ev[0] in ("pmd_zapped", "uffd_move_refused"):
                 self.tainted.add((ev[1], ev[2]))
                 self.lockstep = False
             elif ev[0] in ("pmd_swapin", "pmd_unuse"):

@@ -25,7 +25,9 @@ Events (`self.events`) name the places where this kernel is meant to differ from
 can tell a tolerated difference from a bug: ("pmd_swapin", pid, region, base) for a whole-2 MiB swap-in
 (D1/D2), ("pmd_zapped", pid, region) when a zapped entry leaves the PMD none where legacy keeps an empty
 PTE table (D6), ("uffd_move_whole", pid, region) when a whole entry moves where legacy returns -EBUSY (D8),
-("pmd_unuse", pid, region, base) when swapoff maps a THP where legacy maps 512 small folios (D4).
+("pmd_unuse", pid, region, base) when swapoff maps a THP where legacy maps 512 small folios (D4),
+("uffd_move_refused", pid, region) when a whole-entry UFFDIO_MOVE is refused before the destination
+got the PTE table legacy allocates (D6-like).
 """
 
 from __future__ import annotations
@@ -340,6 +342,9 @@ class PmdSwapKernel(Kernel):
         update (nothing the model tracks); any other cache state splits (None: PTE path)."""
         if mm.pmd_kind[rs] == PMD_SWAP:
             if not mm.pmd_swp_excl[rs]:
+                # refused before the destination got a PTE table (legacy's PTE path allocates one
+                # with pte_alloc() and then refuses): a later fault there can map a THP (D6-like)
+                self.events.append(("uffd_move_refused", mm.pid, rd))
                 return EBUSY
             head = self._pmd_folio_in_swapcache(int(mm.pmd_swp_off[rs]))
             if head is None:
