@@ -25,6 +25,7 @@ from models import ops as O
 from models.errors import BadOp
 from models.invariants import check_invariants
 from models.legacy import LegacyKernel
+from scenario_helpers import apply, assert_counters, assert_pages, assert_slots, val
 from models.observe import NONE, PRESENT, SWAPPED, UNMAPPED, observe
 
 N = O.HPAGE_PMD_NR
@@ -32,67 +33,19 @@ THP_SLOT = 512  # first slot of the first free 512-slot cluster (slot 0 is the s
 DST = 1024  # a PMD-aligned page in region 2
 SINGLE_PAGE = 5  # the page the single-PTE setup writes
 EBUSY, ENOENT = -errno.EBUSY, -errno.ENOENT
-STATE_NAMES = {UNMAPPED: "unmapped", NONE: "none", PRESENT: "present", SWAPPED: "swapped"}
 
 
 # ------------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------------
-def val(value: int, pages) -> np.ndarray:
-    """What `Write(value)` leaves in `pages`: (value << 16) | page."""
-    return (value << 16) | np.asarray(pages, dtype=np.uint32)
 
 
-def apply(k: LegacyKernel, op: O.Op, expect: int = 0) -> int:
-    """Apply `op`, assert its user-visible result and that every model invariant still holds."""
-    res = k.apply(op)
-    assert res == expect, f"{op}: returned {O.result_name(res)}, kernel returns {O.result_name(expect)}"
-    inv = check_invariants(k)
-    assert inv is None, f"after {op}: invariant {inv[0]} broken: {inv[1]}"
-    return res
 
 
-def assert_pages(k: LegacyKernel, pid: int, pages, **want) -> None:
-    """Per-page fields of observe(k).procs[pid] (state, contents, swp_off, soft_dirty, uffd_wp,
-    exclusive, writable, pmd_level) equal `want` over `pages` (a scalar applies to every page)."""
-    po = observe(k).procs[pid]
-    pages = np.atleast_1d(np.asarray(pages))
-    if not pages.size:
-        return
-    for name, exp in want.items():
-        got = getattr(po, name)[pages]
-        exp = np.broadcast_to(np.asarray(exp), got.shape)
-        bad = np.flatnonzero(got != exp)
-        if bad.size:
-            i = int(bad[0])
-            g, e = got[i], exp[i]
-            if name == "state":
-                g, e = STATE_NAMES[int(g)], STATE_NAMES[int(e)]
-            raise AssertionError(f"pid {pid} page {int(pages[i])}: {name} is {g}, kernel has {e} "
-                                 f"({bad.size} of {pages.size} pages differ)")
 
 
-def assert_slots(k: LegacyKernel, slots, count=None, cached=None, free=None) -> None:
-    """Per-slot count / swap-cache presence / free state of the device."""
-    o = observe(k)
-    slots = np.atleast_1d(np.asarray(slots))
-    for name, arr, exp in (("count", o.swap_count, count), ("cached", o.swap_cached, cached),
-                           ("free", o.swap_free, free)):
-        if exp is None:
-            continue
-        got = arr[slots]
-        exp = np.broadcast_to(np.asarray(exp), got.shape)
-        bad = np.flatnonzero(got != exp)
-        if bad.size:
-            i = int(bad[0])
-            raise AssertionError(f"slot {int(slots[i])}: {name} is {got[i]}, kernel has {exp[i]} "
-                                 f"({bad.size} of {slots.size} slots differ)")
 
 
-def assert_counters(k: LegacyKernel, pid: int, rss: int, swap: int) -> None:
-    po = observe(k).procs[pid]
-    assert (po.rss_anon, po.vm_swap) == (rss, swap), (
-        f"pid {pid}: RssAnon/VmSwap {po.rss_anon}/{po.vm_swap} pages, kernel has {rss}/{swap}")
 
 
 def vmas(k: LegacyKernel, pid: int = 0) -> list[tuple[int, int, int]]:
