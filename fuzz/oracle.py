@@ -323,7 +323,15 @@ class Oracle:
     def _move(self, pid: int, src: int, dst: int, n: int, all_moved: bool) -> None:
         """Carry the per-page shadows along a move. After a partial move nobody knows which pages
         moved: forget the written-pages shadow there and treat both ranges as MADV_FREE'd if
-        either was (the expected contents then come from legacy, see _follow_expect)."""
+        either was (the expected contents then come from legacy, see _follow_expect). The taint
+        of the source regions reaches the destination whatever the result: even a refused move
+        leaves the destination's page table as the source's representation decided."""
+        if n <= 0:
+            return
+        src_regions = range(src // HPAGE_PMD_NR, (src + n - 1) // HPAGE_PMD_NR + 1)
+        if any((pid, r) in self.tainted for r in src_regions):
+            self.tainted |= {(pid, r) for r in range(dst // HPAGE_PMD_NR,
+                                                     (dst + n - 1) // HPAGE_PMD_NR + 1)}
         if not all_moved:
             sh = self.shadow.setdefault(pid, np.zeros(O.VA_PAGES, bool))
             sh[src:src + n] = sh[dst:dst + n] = False
@@ -339,10 +347,6 @@ class Oracle:
             moved = sh[src:src + n].copy()
             sh[src:src + n] = 0
             sh[dst:dst + n] = moved
-        src_regions = range(src // HPAGE_PMD_NR, (src + n - 1) // HPAGE_PMD_NR + 1)
-        if any((pid, r) in self.tainted for r in src_regions):
-            self.tainted |= {(pid, r) for r in range(dst // HPAGE_PMD_NR,
-                                                     (dst + n - 1) // HPAGE_PMD_NR + 1)}
 
     # ---- one step ------------------------------------------------------------------------------
     def step(self, i: int, op: O.Op) -> Divergence | None:
