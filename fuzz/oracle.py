@@ -65,6 +65,10 @@ TOLERATED = (
               "a UFFDIO_MOVE of a whole PMD swap entry refused with -EBUSY leaves the destination "
               "PMD none, where legacy's PTE path allocated an empty PTE table before refusing at the "
               "first PTE; a later fault there can map a THP in the PMD model only", "1.9, 3.2 D6"),
+    Tolerated("uffd_move_src_none", "taint the source (pid, region); end lockstep",
+              "a whole PMD swap entry moved by UFFDIO_MOVE leaves the source PMD none, where "
+              "legacy's PTE-by-PTE move leaves an empty PTE table; a later fault on the source "
+              "range can map a THP in the PMD model only", "1.9, 3.2 D6"),
     Tolerated("uffd_move_whole", "accept legacy -EBUSY against PMD 0; stop comparing the process",
               "UFFDIO_MOVE moves a whole PMD swap entry whose PMD-sized folio is cached, where "
               "legacy returns -EBUSY at the first PTE of a large cached folio", "1.9, 3.2 D8"),
@@ -365,7 +369,7 @@ class Oracle:
             self.detached.add(op.pid)
             rl = rp
         for ev in events:
-            if ev[0] in ("pmd_zapped", "uffd_move_refused"):
+            if ev[0] in ("pmd_zapped", "uffd_move_refused", "uffd_move_src_none"):
                 self.tainted.add((ev[1], ev[2]))
                 self.lockstep = False
             elif ev[0] in ("pmd_swapin", "pmd_unuse"):

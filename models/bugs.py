@@ -53,7 +53,7 @@ COPIED_FROM = {
     "change_huge_pmd": "b4d948b4c70750f8",
     "madvise_free_huge_pmd": "ae6473033f62cba9",
     "move_huge_pmd": "6db27510d84802d1",
-    "move_pages_huge_pmd": "7c5e2ef796483592",
+    "move_pages_huge_pmd": "e5df96dc88b5af71",
     "clear_soft_dirty_pmd": "6a27ee6856b70a15",
     "pagemap_pmd_range": "c76303cb8233bf22",
     "try_to_unmap_one_pmd": "f27299acc9ef9816",
@@ -619,6 +619,7 @@ class UffdMoveNonExclusive(PmdSwapKernel):
                 arr[rd] = arr[rs]
             mm.clear_pmd(rs)
             mm.pmd_sd[rd] = True
+            self.events.append(("uffd_move_src_none", mm.pid, rs))
             if head >= 0:
                 self.events.append(("uffd_move_whole", mm.pid, rd))
             return O.OK

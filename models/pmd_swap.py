@@ -27,7 +27,8 @@ can tell a tolerated difference from a bug: ("pmd_swapin", pid, region, base) fo
 PTE table (D6), ("uffd_move_whole", pid, region) when a whole entry moves where legacy returns -EBUSY (D8),
 ("pmd_unuse", pid, region, base) when swapoff maps a THP where legacy maps 512 small folios (D4),
 ("uffd_move_refused", pid, region) when a whole-entry UFFDIO_MOVE is refused before the destination
-got the PTE table legacy allocates (D6-like).
+got the PTE table legacy allocates, and ("uffd_move_src_none", pid, region) when a whole entry moved
+away leaves the source PMD none where legacy keeps an empty table (both D6-like).
 """
 
 from __future__ import annotations
@@ -355,6 +356,8 @@ class PmdSwapKernel(Kernel):
                 arr[rd] = arr[rs]
             mm.clear_pmd(rs)
             mm.pmd_sd[rd] = True
+            # the source PMD is left none where legacy's PTE moves leave an empty table (D6-like)
+            self.events.append(("uffd_move_src_none", mm.pid, rs))
             if head >= 0:
                 self.events.append(("uffd_move_whole", mm.pid, rd))
             return O.OK

@@ -609,7 +609,7 @@ def test_tolerated_uffd_move_whole():
     # the results really differ
     lk, pk = copy.deepcopy(orc.legacy), copy.deepcopy(orc.pmd)
     assert (lk.apply(op), pk.apply(op)) == (EBUSY, O.OK)
-    assert _events(orc, [op]) == ["uffd_move_whole"]
+    assert _events(orc, [op]) == ["uffd_move_src_none", "uffd_move_whole"]
     assert 0 in orc.detached
     # the detached process stays detached; a later fork's child inherits it
     _events(orc, [O.Fault(0, 1024 + 3), O.Fork(0)])
@@ -738,5 +738,5 @@ def test_every_event_the_pmd_model_reports_has_a_row():
                 THP_OUT + [O.Evict(), O.Swapoff()],
                 THP_OUT + [O.Mmap(0, 1024, N), O.UffdRegister(0, 1024, N), O.UffdMove(0, 0, 1024, N)]):
         seen |= set(_events(new_oracle(), ops))
-    assert seen == {"pmd_swapin", "pmd_zapped", "pmd_unuse", "uffd_move_whole"}
+    assert seen == {"pmd_swapin", "pmd_zapped", "pmd_unuse", "uffd_move_src_none", "uffd_move_whole"}
     assert seen <= set(TOLERATED_BY_EVENT)
