@@ -24,7 +24,6 @@ import numpy as np
 
 from models import ops as O
 from models.invariants import check_invariants
-from models.legacy import LegacyKernel
 from models.observe import observe
 
 from .decode import decode

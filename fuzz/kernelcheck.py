@@ -46,7 +46,6 @@ that does not boot or a guest that hangs (bounded by `timeout`). Temporary files
 
 from __future__ import annotations
 
-import dataclasses
 import glob
 import hashlib
 import json

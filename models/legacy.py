@@ -12,8 +12,6 @@ lives in models/mm.py and models/swap.py.
 
 from __future__ import annotations
 
-import numpy as np
-
 from . import ops as O
 from .mm import MM, PMD_HUGE, PMD_NONE, Kernel, Vma
 

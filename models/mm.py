@@ -167,6 +167,9 @@ class Kernel:
         self.written: tuple | None = None
         self._next_anon_vma = 1
         self._dispatch = {cls: getattr(self, "op_" + cls.name) for cls in O.OPS}
+        missing = [h for h in self.PMD_LEVEL_HOOKS if not hasattr(self, h)]
+        if missing:
+            raise TypeError(f"{type(self).__name__} is not a kernel model: no {', '.join(missing)}")
 
     # =====================================================================================
     # entry point
@@ -805,7 +808,7 @@ class Kernel:
 
     def _try_to_unmap_ptes(self, mm: MM, pages: np.ndarray, head: int) -> bool:
         """try_to_unmap_one(), PTE part: a swap entry per PTE, or discard of a clean lazyfree folio."""
-        mem, sw = self.mem, self.swap
+        mem = self.mem
         pfns = mm.pte_pfn[pages]
         if not mem.in_swapcache(head):
             # MADV_FREE'd folio: a PTE dirtied since means the data is live again

@@ -162,7 +162,7 @@ def test_many_differing_pages_reported_first_eight(base):
 def test_vmas_differ_rejected(base):
     orc, ol, op_ = base
     b = op_.procs[0]
-    (s, e, prot, huge, uw), rest = b.vmas[1], b.vmas[2:]
+    (s, e, _prot, huge, uw), rest = b.vmas[1], b.vmas[2:]
     b.vmas = b.vmas[:1] + ((s, e, O.PROT_READ, huge, uw),) + rest
     d = rules(orc, ol, op_)
     assert d is not None and d.rule == "layout" and d.pid == 0 and "VMAs differ" in d.detail
