@@ -40,6 +40,12 @@ EINVAL, ENOMEM, EEXIST, EFAULT, EBUSY, ENOENT, EAGAIN = (
     -errno.EINVAL, -errno.ENOMEM, -errno.EEXIST, -errno.EFAULT, -errno.EBUSY, -errno.ENOENT,
     -errno.EAGAIN)
 
+# every per-entry array of an MM: a move copies all of them
+PTE_FIELDS = ("pte_kind", "pte_pfn", "pte_write", "pte_dirty", "pte_sd", "pte_uw", "pte_swp_off",
+              "pte_swp_excl")
+PMD_FIELDS = ("pmd_kind", "pmd_pfn", "pmd_write", "pmd_dirty", "pmd_sd", "pmd_uw", "pmd_swp_off",
+              "pmd_swp_excl")
+
 VMSTAT_KEYS = ("thp_swpout", "thp_swpout_fallback", "thp_split_pmd", "pswpin", "pswpout",
                "thp_fault_alloc", "thp_fault_fallback", "thp_swpout_pmd", "thp_swpin_pmd",
                "thp_swpin_pmd_fallback")
@@ -1102,8 +1108,7 @@ class Kernel:
     def move_normal_pmd(self, mm: MM, ro: int, rn: int) -> None:
         """move_normal_pmd(): the whole PTE table moves; entries keep every bit (no soft-dirty)."""
         so, sn = region_slice(ro), region_slice(rn)
-        for name in ("pte_kind", "pte_pfn", "pte_write", "pte_dirty", "pte_sd", "pte_uw",
-                     "pte_swp_off", "pte_swp_excl"):
+        for name in PTE_FIELDS:
             arr = getattr(mm, name)
             arr[sn] = arr[so]
         mm.clear_ptes(so)
@@ -1114,8 +1119,7 @@ class Kernel:
         """move_ptes(): every moved entry gets soft-dirty (move_soft_dirty_pte)."""
         so, sn = slice(old, old + n), slice(new, new + n)
         moved = mm.pte_kind[so] != PTE_NONE
-        for name in ("pte_kind", "pte_pfn", "pte_write", "pte_dirty", "pte_sd", "pte_uw",
-                     "pte_swp_off", "pte_swp_excl"):
+        for name in PTE_FIELDS:
             arr = getattr(mm, name)
             arr[sn] = np.where(moved, arr[so], arr[sn])
         tgt = np.flatnonzero(moved) + new
@@ -1126,8 +1130,7 @@ class Kernel:
 
     def _move_present_huge_pmd(self, mm: MM, ro: int, rn: int, clear_uw: bool) -> None:
         """move_huge_pmd(), present branch: move_soft_dirty_pmd() sets soft-dirty."""
-        for name in ("pmd_kind", "pmd_pfn", "pmd_write", "pmd_dirty", "pmd_sd", "pmd_uw",
-                     "pmd_swp_off", "pmd_swp_excl"):
+        for name in PMD_FIELDS:
             arr = getattr(mm, name)
             arr[rn] = arr[ro]
         mm.clear_pmd(ro)
@@ -1229,8 +1232,7 @@ class Kernel:
         return O.OK
 
     def _move_pte(self, mm: MM, src: int, dst: int) -> None:
-        for name in ("pte_kind", "pte_pfn", "pte_write", "pte_dirty", "pte_sd", "pte_uw",
-                     "pte_swp_off", "pte_swp_excl"):
+        for name in PTE_FIELDS:
             arr = getattr(mm, name)
             arr[dst] = arr[src]
         mm.clear_ptes(slice(src, src + 1))
@@ -1240,8 +1242,7 @@ class Kernel:
         head = int(mm.pmd_pfn[rs])
         if not self.mem.anon_exclusive[head]:
             return EBUSY
-        for name in ("pmd_kind", "pmd_pfn", "pmd_write", "pmd_dirty", "pmd_sd", "pmd_uw",
-                     "pmd_swp_off", "pmd_swp_excl"):
+        for name in PMD_FIELDS:
             arr = getattr(mm, name)
             arr[rd] = arr[rs]
         mm.clear_pmd(rs)
