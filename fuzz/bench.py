@@ -28,7 +28,9 @@ from models.observe import observe
 
 from .decode import decode
 from .gen import generate
+from .oracle import Oracle
 from .runner import make_models, run_trace
+from .tree import FANOUT, STRIDE, explore_tree
 
 
 def _median(xs):
@@ -48,10 +50,48 @@ def _execs_per_s(make_ops, n: int, reps: int = 3) -> tuple[float, float]:
     return _median(eps), _median(ops)
 
 
+class _Enough(Exception):
+    pass
+
+
+def _tree_execs_per_s(n: int, reps: int = 3) -> tuple[float, float, float]:
+    """Median over reps of (executions/s, ops/s in those executions, op steps/s actually run) for
+    n executions of the random engine's snapshot trees."""
+    eps, ops, steps = [], [], []
+    for rep in range(reps):
+        count = [0, 0]
+
+        def leaf(seq, res):
+            count[0] += 1
+            count[1] += res.executed
+            if count[0] >= n:
+                raise _Enough
+
+        done = 0
+        t0 = time.perf_counter()
+        seed = rep * 1000
+        while True:
+            work = [0]
+            try:
+                done += explore_tree(seed, 32, None, leaf, step_counter=work)
+            except _Enough:
+                done += work[0]
+                break
+            seed += 1
+        dt = time.perf_counter() - t0
+        eps.append(n / dt)
+        ops.append(count[1] / dt)
+        steps.append(done / dt)
+    return _median(eps), _median(ops), _median(steps)
+
+
 def bench_engines(n: int) -> list[tuple[str, float, float]]:
     rows = []
+    e, o, st = _tree_execs_per_s(n)
+    rows.append((f"random (snapshot trees, {STRIDE}x{FANOUT})", e, o))
+    rows.append(("  (op steps actually run: shared prefixes once)", float("nan"), st))
     e, o = _execs_per_s(lambda i: generate(random.Random(i), 32), n)
-    rows.append(("random", e, o))
+    rows.append(("random, flat (each run from scratch)", e, o))
     rng = np.random.default_rng(0)
 
     def atheris_input(i):
@@ -61,6 +101,52 @@ def bench_engines(n: int) -> list[tuple[str, float, float]]:
     rows.append(("atheris (in-process decode+run)", e, o))
     rows.append(("hypothesis",) + _bench_hypothesis(n))
     return rows
+
+
+def bench_breakdown(n: int) -> dict:
+    """Where one flat 32-op execution's time goes, in ms (mean over n executions): model ops,
+    observations, invariants, the oracle's own rules, and what an empty op costs."""
+    import fuzz.oracle as oracle_mod
+    import models.mm as mm_mod
+
+    spent = defaultdict(float)
+
+    def timed(fn, key):
+        def wrapper(*a, **kw):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                spent[key] += time.perf_counter() - t0
+        return wrapper
+
+    saved = (mm_mod.Kernel.apply, oracle_mod.observe, oracle_mod.check_invariants)
+    mm_mod.Kernel.apply = timed(saved[0], "apply (both models)")
+    oracle_mod.observe = timed(saved[1], "observe (both models)")
+    oracle_mod.check_invariants = timed(saved[2], "invariants (both models)")
+    try:
+        t0 = time.perf_counter()
+        for i in range(n):
+            run_trace(generate(random.Random(40_000 + i), 32))
+        total = time.perf_counter() - t0
+    finally:
+        mm_mod.Kernel.apply, oracle_mod.observe, oracle_mod.check_invariants = saved
+    out = {k: v * 1e3 / n for k, v in spent.items()}
+    out["oracle rules and bookkeeping"] = (total - sum(spent.values())) * 1e3 / n
+    out["total"] = total * 1e3 / n
+    # the floor: one step of an op that changes nothing, on a state with one process and 4 regions
+    legacy, pmd = make_models(None)
+    orc = Oracle(legacy, pmd)
+    for j, op in enumerate([O.Mmap(0, 0, O.VA_PAGES, True), O.Write(0, 0, O.VA_PAGES, 1)]):
+        orc.step(j, op)
+    noop = O.Fault(0, 5)  # a read of a present page: nothing changes
+    reps = 200
+    t0 = time.perf_counter()
+    for j in range(reps):
+        orc.step(2 + j, noop)
+    out["one oracle step of a no-op (floor, 1 process)"] = (time.perf_counter() - t0) * 1e3 / reps
+    out["floor x 32 ops = best case per execution"] = out["one oracle step of a no-op (floor, 1 process)"] * 32
+    return out
 
 
 def _bench_hypothesis(n: int) -> tuple[float, float]:
@@ -127,7 +213,7 @@ def main(argv=None) -> int:
     ap.add_argument("--bugs", action="store_true", help="time-to-find for every catalogue bug")
     ap.add_argument("--seeds", type=int, default=5, help="seeds per bug with --bugs (default 5)")
     ap.add_argument("--budget", type=int, default=400, help="executions per seed with --bugs")
-    ap.add_argument("--engines", default="random,atheris", help="engines for --bugs")
+    ap.add_argument("--engines", default="random,atheris", help="engines for --bugs: random, random-flat, atheris")
     ap.add_argument("--json", default=None, help="also write the figures as JSON to this file")
     args = ap.parse_args(argv)
     if args.bugs:
@@ -137,9 +223,16 @@ def main(argv=None) -> int:
     print(f"engines: {args.execs} executions of 32-op sequences, full oracle after every op, "
           "median of 3")
     rows = bench_engines(args.execs)
-    report["engines"] = [{"engine": e, "execs_per_s": x, "ops_per_s": o} for e, x, o in rows]
+    report["engines"] = [{"engine": e.strip(), "execs_per_s": None if x != x else x, "ops_per_s": o}
+                         for e, x, o in rows]
     for e, x, o in rows:
-        print(f"  {e:<34} {x:8.1f} exec/s {o:9.0f} ops/s")
+        rate = "" if x != x else f"{x:8.1f} exec/s"
+        print(f"  {e:<46} {rate:>15} {o:9.0f} ops/s")
+    parts = bench_breakdown(max(5, args.execs))
+    report["breakdown_ms_per_exec"] = parts
+    print("where one flat 32-op execution's time goes (mean ms):")
+    for k, v in parts.items():
+        print(f"  {k:<40}{v:8.2f}")
     costs = bench_op_costs(max(5, args.execs // 4))
     report["op_costs_us"] = costs
     print("median cost per op kind, microseconds (apply only):")

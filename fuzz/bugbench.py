@@ -6,7 +6,8 @@ bug (median, and the worst seed), the rule that fired, and the length of the min
 which must replay identically 3 times. Printed as a table and written as JSON (to --json, or to a
 new bench-bugs[-N].json: nothing is overwritten).
 
-random: the seeded generator and the in-process runner. atheris: libFuzzer through
+random: the seeded generator in snapshot trees, as campaigns run it (random-flat: each sequence
+from scratch, the loop before the trees, for comparison). atheris: libFuzzer through
 fuzz/atheris_target.py with `-runs=--budget`, its corpus seeded from corpus/seeds as the engine
 does (never from corpus/regressions, which holds the reproducers themselves). A bug found while
 libFuzzer is still loading the seeds is counted at the number of seeds (an upper bound).
@@ -32,6 +33,7 @@ from .decode import decode, op_size
 from .engines import seed_corpus
 from .gen import generate
 from .guard import run_guarded as run_trace
+from .tree import explore_tree
 from .minimize import NotReproducible, minimize
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,7 +46,32 @@ def _bug_only(ops, res, bug) -> bool:
     return run_trace(ops[:res.executed]).divergence is None
 
 
+class _Found(Exception):
+    pass
+
+
 def find_random(bug: str, seed: int, budget: int, length: int = 32):
+    """The random engine as campaigns run it: snapshot trees (fuzz/tree.py)."""
+    rng = random.Random(seed * 7919 + 1)
+    t0 = time.perf_counter()
+    count = [0]
+
+    def leaf(ops, res):
+        count[0] += 1
+        if res.divergence is not None and _bug_only(list(ops), res, bug):
+            raise _Found(count[0], time.perf_counter() - t0, list(ops[:res.executed]), res.divergence)
+        if count[0] >= budget:
+            raise _Found(None)
+
+    try:
+        while True:
+            explore_tree(rng.getrandbits(63), length, bug, leaf)
+    except _Found as f:
+        return None if f.args[0] is None else f.args
+
+
+def find_random_flat(bug: str, seed: int, budget: int, length: int = 32):
+    """Each sequence run from scratch (the loop before snapshot trees), for comparison."""
     rng = random.Random(seed * 7919 + 1)
     t0 = time.perf_counter()
     for i in range(budget):
@@ -82,6 +109,9 @@ def find_atheris(bug: str, seed: int, budget: int, timeout: float = 120.0, seede
     return None
 
 
+FINDERS = {"random": find_random, "random-flat": find_random_flat, "atheris": find_atheris}
+
+
 def _replays_identically(ops, bug, sig, times=3) -> bool:
     return all((d := run_trace(ops, bug).divergence) is not None and d.signature() == sig
                for _ in range(times))
@@ -90,8 +120,9 @@ def _replays_identically(ops, bug, sig, times=3) -> bool:
 def bench_bugs(args) -> int:
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     for e in engines:
-        if e not in ("random", "atheris"):
-            print(f"pmdswap-fuzz bench: error: --engines: unknown engine {e!r} (random, atheris)",
+        if e not in FINDERS:
+            print(f"pmdswap-fuzz bench: error: --engines: unknown engine {e!r} "
+                  f"({', '.join(FINDERS)})",
                   file=sys.stderr)
             return 2
     rows = []
@@ -100,7 +131,7 @@ def bench_bugs(args) -> int:
         for eng in engines:
             hits, first = [], None
             for seed in range(args.seeds):
-                got = (find_random if eng == "random" else find_atheris)(bug, seed, args.budget)
+                got = FINDERS[eng](bug, seed, args.budget)
                 if got:
                     hits.append(got[:2])
                     first = first or got

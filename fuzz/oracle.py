@@ -182,7 +182,6 @@ class Oracle:
         self.prev_contents: dict[int, np.ndarray] = {}  # contents after the previous op
         # model-independent expectation of every page's contents: the last value written, or 0
         self.expect: dict[int, np.ndarray] = {0: np.zeros(O.VA_PAGES, np.uint32)}
-        self.prev_obs = None  # (legacy, pmd) observations after the previous op
         # pages where the PMD model may legitimately be soft-dirty while legacy is not (a region
         # written or moved since the last clear_refs: D5, D7); elsewhere soft-dirty must be equal
         self.sd_loose: dict[int, np.ndarray] = {}
@@ -379,7 +378,6 @@ class Oracle:
             rl = rp
         self._note_diverged(ol, op_)
         self.prev_contents = {pid: po.contents for pid, po in ol.procs.items()}
-        self.prev_obs = (ol, op_)
         for pid, po in ol.procs.items():
             if pid in self.shadow:
                 self.shadow[pid] &= po.state >= PRESENT  # a zapped page forgets it was written

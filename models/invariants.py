@@ -15,30 +15,39 @@ import numpy as np
 from .memory import ZERO_PFN
 from .mm import PMD_HUGE, PMD_SWAP, PMD_TABLE, PTE_PRESENT, PTE_SWAP, Kernel
 from .ops import HPAGE_PMD_NR
+from .vma_masks import VmaMasks
 
 
 class Scan:
-    """One read of a model's page tables, shared by every invariant of one check."""
+    """One read of a model's page tables, shared by every invariant of one check.
+
+    Per mm it keeps the PTE kind where a page table is installed and the present / swap masks; the
+    per-slot and per-pfn arrays are built once over every mm (one concatenation, one bincount), so
+    a check costs about the same with one process as with four."""
 
     def __init__(self, k: Kernel) -> None:
         self.k = k
         self.per_mm = []  # (mm, table, present, swap) masks per page
         for mm in k.mms.values():
             table = np.repeat(mm.pmd_kind == PMD_TABLE, HPAGE_PMD_NR)
-            self.per_mm.append((mm, table, table & (mm.pte_kind == PTE_PRESENT),
-                                table & (mm.pte_kind == PTE_SWAP)))
+            kind = mm.pte_kind * table
+            self.per_mm.append((mm, table, kind == PTE_PRESENT, kind == PTE_SWAP))
+
+    @cached_property
+    def swap_pmds(self) -> list:
+        """(mm, region, base slot) of every PMD swap entry."""
+        return [(mm, r, int(mm.pmd_swp_off[r])) for mm, _, _, _ in self.per_mm
+                for r in np.flatnonzero(mm.pmd_kind == PMD_SWAP).tolist()]
 
     @cached_property
     def slot_refs(self) -> np.ndarray:
         """References per slot from every page table (a PMD swap entry counts once per slot)."""
         n = self.k.swap.count.size
-        refs = np.zeros(n, dtype=np.int64)
-        for mm, _, _, swp in self.per_mm:
-            refs += np.bincount(mm.pte_swp_off[swp], minlength=n)
-            for r in np.flatnonzero(mm.pmd_kind == PMD_SWAP):
-                base = int(mm.pmd_swp_off[r])
-                refs[base:base + HPAGE_PMD_NR] += 1
-        return refs
+        parts = [mm.pte_swp_off[swp] for mm, _, _, swp in self.per_mm]
+        parts += [np.arange(base, base + HPAGE_PMD_NR) for _, _, base in self.swap_pmds]
+        if not parts:
+            return np.zeros(n, dtype=np.int64)
+        return np.bincount(np.concatenate(parts), minlength=n)
 
 
 def swap_count_matches_entries(s: Scan) -> str | None:
@@ -60,9 +69,9 @@ def exclusive_implies_count_one(s: Scan) -> str | None:
         return None
     for mm, _, _, swp in s.per_mm:
         slots = mm.pte_swp_off[swp & mm.pte_swp_excl]
-        for r in np.flatnonzero((mm.pmd_kind == PMD_SWAP) & mm.pmd_swp_excl):
-            base = int(mm.pmd_swp_off[r])
-            slots = np.concatenate([slots, np.arange(base, base + HPAGE_PMD_NR)])
+        for m, r, base in s.swap_pmds:
+            if m is mm and mm.pmd_swp_excl[r]:
+                slots = np.concatenate([slots, np.arange(base, base + HPAGE_PMD_NR)])
         c = sw.count[slots]
         if (c != 1).any():
             slot = int(slots[c != 1][0])
@@ -107,9 +116,9 @@ def swap_cache_consistent(s: Scan) -> str | None:
 def rss_counters_match(s: Scan) -> str | None:
     """MM_ANONPAGES and MM_SWAPENTS equal what the page tables hold."""
     for mm, _, pres, swp in s.per_mm:
-        anon = int((pres & (mm.pte_pfn != ZERO_PFN)).sum())
-        anon += HPAGE_PMD_NR * int((mm.pmd_kind == PMD_HUGE).sum())
-        swap = int(swp.sum()) + HPAGE_PMD_NR * int((mm.pmd_kind == PMD_SWAP).sum())
+        anon = int(np.count_nonzero(pres & (mm.pte_pfn != ZERO_PFN)))
+        anon += HPAGE_PMD_NR * int(np.count_nonzero(mm.pmd_kind == PMD_HUGE))
+        swap = int(np.count_nonzero(swp)) + HPAGE_PMD_NR * int(np.count_nonzero(mm.pmd_kind == PMD_SWAP))
         if (mm.anonpages, mm.swapents) != (anon, swap):
             return (f"pid {mm.pid}: MM_ANONPAGES/MM_SWAPENTS {mm.anonpages}/{mm.swapents}"
                     f" but the page tables hold {anon}/{swap}")
@@ -120,12 +129,12 @@ def mapcounts_match(s: Scan) -> str | None:
     """Every page's mapcount and every folio's entire mapcount equal the mappings that exist."""
     mem = s.k.mem
     n = mem.high_water
-    pte_maps = np.zeros(n, dtype=np.int64)
-    pmd_maps = np.zeros(n, dtype=np.int64)
-    for mm, _, pres, _ in s.per_mm:
-        pfns = mm.pte_pfn[pres]
-        pte_maps += np.bincount(pfns[pfns != ZERO_PFN], minlength=n)
-        pmd_maps += np.bincount(mm.pmd_pfn[mm.pmd_kind == PMD_HUGE], minlength=n)
+    pte_pfns = [mm.pte_pfn[pres] for mm, _, pres, _ in s.per_mm]
+    pmd_pfns = [mm.pmd_pfn[mm.pmd_kind == PMD_HUGE] for mm, _, _, _ in s.per_mm]
+    pfns = np.concatenate(pte_pfns) if pte_pfns else np.zeros(0, np.int32)
+    pte_maps = np.bincount(pfns[pfns != ZERO_PFN], minlength=n)
+    pmd_maps = np.bincount(np.concatenate(pmd_pfns) if pmd_pfns else np.zeros(0, np.int32),
+                           minlength=n)
     head = mem.head[:n]
     if (head[pte_maps > 0] < 0).any():
         return f"pfn {int(np.flatnonzero((pte_maps > 0) & (head < 0))[0])} is mapped but free"
@@ -183,9 +192,7 @@ def writable_implies_soft_dirty(s: Scan) -> str | None:
     """With soft-dirty tracking on (VMA without VM_SOFTDIRTY) a writable entry is soft-dirty:
     pte_needs_soft_dirty_wp() keeps a clean entry read-only so the next write faults and marks it."""
     for mm, _, pres, _ in s.per_mm:
-        tracked = np.ones(mm.pte_kind.size, dtype=bool)
-        for v in mm.vmas:
-            tracked[v.start:v.end] = not v.softdirty
+        tracked = VmaMasks.of(mm).tracked
         bad = np.flatnonzero(pres & mm.pte_write & ~mm.pte_sd & tracked)
         if bad.size:
             return f"pid {mm.pid}: writable PTE at page {int(bad[0])} is not soft-dirty while tracked"
@@ -198,10 +205,7 @@ def writable_implies_soft_dirty(s: Scan) -> str | None:
 def entries_inside_vmas(s: Scan) -> str | None:
     """Structure: no entry outside a VMA, no huge entry (present or swap) across a VMA boundary."""
     for mm, table, _, _ in s.per_mm:
-        inside = np.zeros(mm.pte_kind.size, dtype=bool)
-        for v in mm.vmas:
-            inside[v.start:v.end] = True
-        stray = np.flatnonzero(table & (mm.pte_kind != 0) & ~inside)
+        stray = np.flatnonzero(table & (mm.pte_kind != 0) & VmaMasks.of(mm).outside)
         if stray.size:
             return f"pid {mm.pid}: PTE entry at page {int(stray[0])} outside every VMA"
         for r in np.flatnonzero((mm.pmd_kind == PMD_HUGE) | (mm.pmd_kind == PMD_SWAP)):

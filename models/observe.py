@@ -15,6 +15,7 @@ import numpy as np
 from .memory import ZERO_PFN
 from .mm import PMD_HUGE, PMD_SWAP, PMD_TABLE, PTE_PRESENT, PTE_SWAP, Kernel, MM, region_slice
 from .ops import HPAGE_PMD_NR, PROT_NAMES, VA_PAGES
+from .vma_masks import VmaMasks
 
 # per-page residency, as pagemap shows it
 UNMAPPED, NONE, PRESENT, SWAPPED = 0, 1, 2, 3
@@ -87,43 +88,46 @@ def swap_contents(k: Kernel, slots: np.ndarray) -> np.ndarray:
 
 def observe_mm(k: Kernel, mm: MM) -> ProcObs:
     mem = k.mem
-    inside = np.zeros(VA_PAGES, bool)
-    vm_sd = np.zeros(VA_PAGES, bool)
-    for v in mm.vmas:
-        inside[v.start:v.end] = True
-        vm_sd[v.start:v.end] = v.softdirty  # VM_SOFTDIRTY shows on every page
+    masks = VmaMasks.of(mm)
     table = np.repeat(mm.pmd_kind == PMD_TABLE, HPAGE_PMD_NR)
-    kind = np.where(table, mm.pte_kind, 0)  # PTE_NONE / PTE_PRESENT / PTE_SWAP
+    kind = mm.pte_kind * table  # PTE_NONE / PTE_PRESENT / PTE_SWAP where a page table is installed
     pres, swp = kind == PTE_PRESENT, kind == PTE_SWAP
+    ent = kind != 0
     pfn = np.where(pres, mm.pte_pfn, ZERO_PFN)
     contents = mem.data[pfn]  # the zero page (pfn 0) reads 0 for everything that is not present
     slots = mm.pte_swp_off
-    if swp.any():
+    any_swp = bool(swp.any())
+    if any_swp:
         contents[swp] = swap_contents(k, slots[swp])
-    ent = pres | swp
+    real = pfn != ZERO_PFN
     po = ProcObs(
         vmas=tuple((v.start, v.end, v.prot, v.hugepage, v.uffd_wp) for v in mm.vmas),
         # NONE, PRESENT, SWAPPED are 1, 2, 3 and PTE_PRESENT, PTE_SWAP are 1, 2
-        state=(inside.astype(np.int8) + kind.astype(np.int8)),
+        state=masks.inside + kind,
         contents=contents,
-        swp_off=np.where(swp, slots, -1).astype(np.int32),
-        soft_dirty=vm_sd | (ent & mm.pte_sd),
+        swp_off=np.where(swp, slots, -1).astype(np.int32, copy=False) if any_swp
+        else np.full(VA_PAGES, -1, np.int32),
+        soft_dirty=masks.vm_sd | (ent & mm.pte_sd),
         uffd_wp=ent & mm.pte_uw,
-        exclusive=(pres & mem.anon_exclusive[pfn] & (pfn != ZERO_PFN)) | (swp & mm.pte_swp_excl),
+        exclusive=((real & mem.anon_exclusive[pfn]) | (swp & mm.pte_swp_excl)) if any_swp
+        else real & mem.anon_exclusive[pfn],
         writable=pres & mm.pte_write,
         pmd_level=np.zeros(VA_PAGES, bool),
         rss_anon=mm.anonpages, vm_swap=mm.swapents, smaps=())
-    builder = _Builder(k, po)
-    for r in np.flatnonzero((mm.pmd_kind == PMD_HUGE) | (mm.pmd_kind == PMD_SWAP)):
-        k.pagemap_pmd_range(mm, int(r), builder)
-    anon = (po.state == PRESENT) & ~(pres & (mm.pte_pfn == ZERO_PFN))
-    # per-VMA sums from prefix sums: Rss (anon pages), Swap, AnonHugePages
-    cum = np.zeros((3, VA_PAGES + 1), dtype=np.int32)
-    np.cumsum(anon, out=cum[0, 1:])
-    np.cumsum(po.state == SWAPPED, out=cum[1, 1:])
-    np.cumsum(anon & po.pmd_level, out=cum[2, 1:])
-    po.smaps = tuple((v.start, v.end) + tuple(int(x) for x in cum[:, v.end] - cum[:, v.start])
-                     for v in mm.vmas)
+    huge = np.flatnonzero((mm.pmd_kind == PMD_HUGE) | (mm.pmd_kind == PMD_SWAP))
+    if huge.size:
+        builder = _Builder(k, po)
+        for r in huge.tolist():
+            k.pagemap_pmd_range(mm, r, builder)
+    if masks.starts.size:
+        # per-VMA sums from prefix sums: Rss (anon pages: present, not the zero page), Swap,
+        # AnonHugePages
+        st = po.state
+        anon = (st == PRESENT) & (real | ~pres)
+        cum = np.zeros((3, VA_PAGES + 1), dtype=np.int32)
+        np.cumsum(np.stack((anon, st == SWAPPED, anon & po.pmd_level)), axis=1, out=cum[:, 1:])
+        sums = (cum[:, masks.ends] - cum[:, masks.starts]).T.tolist()
+        po.smaps = tuple((v.start, v.end, *s) for v, s in zip(mm.vmas, sums))
     return po
 
 
