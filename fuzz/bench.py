@@ -30,7 +30,6 @@ from .decode import decode
 from .gen import generate
 from .oracle import Oracle
 from .runner import make_models, run_trace
-from .tree import FANOUT, STRIDE, explore_tree
 
 
 def _median(xs):
@@ -50,48 +49,10 @@ def _execs_per_s(make_ops, n: int, reps: int = 3) -> tuple[float, float]:
     return _median(eps), _median(ops)
 
 
-class _Enough(Exception):
-    pass
-
-
-def _tree_execs_per_s(n: int, reps: int = 3) -> tuple[float, float, float]:
-    """Median over reps of (executions/s, ops/s in those executions, op steps/s actually run) for
-    n executions of the random engine's snapshot trees."""
-    eps, ops, steps = [], [], []
-    for rep in range(reps):
-        count = [0, 0]
-
-        def leaf(seq, res):
-            count[0] += 1
-            count[1] += res.executed
-            if count[0] >= n:
-                raise _Enough
-
-        done = 0
-        t0 = time.perf_counter()
-        seed = rep * 1000
-        while True:
-            work = [0]
-            try:
-                done += explore_tree(seed, 32, None, leaf, step_counter=work)
-            except _Enough:
-                done += work[0]
-                break
-            seed += 1
-        dt = time.perf_counter() - t0
-        eps.append(n / dt)
-        ops.append(count[1] / dt)
-        steps.append(done / dt)
-    return _median(eps), _median(ops), _median(steps)
-
-
 def bench_engines(n: int) -> list[tuple[str, float, float]]:
     rows = []
-    e, o, st = _tree_execs_per_s(n)
-    rows.append((f"random (snapshot trees, {STRIDE}x{FANOUT})", e, o))
-    rows.append(("  (op steps actually run: shared prefixes once)", float("nan"), st))
     e, o = _execs_per_s(lambda i: generate(random.Random(i), 32), n)
-    rows.append(("random, flat (each run from scratch)", e, o))
+    rows.append(("random", e, o))
     rng = np.random.default_rng(0)
 
     def atheris_input(i):
@@ -213,7 +174,7 @@ def main(argv=None) -> int:
     ap.add_argument("--bugs", action="store_true", help="time-to-find for every catalogue bug")
     ap.add_argument("--seeds", type=int, default=5, help="seeds per bug with --bugs (default 5)")
     ap.add_argument("--budget", type=int, default=400, help="executions per seed with --bugs")
-    ap.add_argument("--engines", default="random,atheris", help="engines for --bugs: random, random-flat, atheris")
+    ap.add_argument("--engines", default="random,atheris", help="engines for --bugs: random, atheris")
     ap.add_argument("--json", default=None, help="also write the figures as JSON to this file")
     args = ap.parse_args(argv)
     if args.bugs:

@@ -6,8 +6,7 @@ bug (median, and the worst seed), the rule that fired, and the length of the min
 which must replay identically 3 times. Printed as a table and written as JSON (to --json, or to a
 new bench-bugs[-N].json: nothing is overwritten).
 
-random: the seeded generator in snapshot trees, as campaigns run it (random-flat: each sequence
-from scratch, the loop before the trees, for comparison). atheris: libFuzzer through
+random: the seeded generator and the in-process runner. atheris: libFuzzer through
 fuzz/atheris_target.py with `-runs=--budget`, its corpus seeded from corpus/seeds as the engine
 does (never from corpus/regressions, which holds the reproducers themselves). A bug found while
 libFuzzer is still loading the seeds is counted at the number of seeds (an upper bound).
@@ -33,7 +32,6 @@ from .decode import decode, op_size
 from .engines import seed_corpus
 from .gen import generate
 from .guard import run_guarded as run_trace
-from .tree import explore_tree
 from .minimize import NotReproducible, minimize
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,32 +44,7 @@ def _bug_only(ops, res, bug) -> bool:
     return run_trace(ops[:res.executed]).divergence is None
 
 
-class _Found(Exception):
-    pass
-
-
 def find_random(bug: str, seed: int, budget: int, length: int = 32):
-    """The random engine as campaigns run it: snapshot trees (fuzz/tree.py)."""
-    rng = random.Random(seed * 7919 + 1)
-    t0 = time.perf_counter()
-    count = [0]
-
-    def leaf(ops, res):
-        count[0] += 1
-        if res.divergence is not None and _bug_only(list(ops), res, bug):
-            raise _Found(count[0], time.perf_counter() - t0, list(ops[:res.executed]), res.divergence)
-        if count[0] >= budget:
-            raise _Found(None)
-
-    try:
-        while True:
-            explore_tree(rng.getrandbits(63), length, bug, leaf)
-    except _Found as f:
-        return None if f.args[0] is None else f.args
-
-
-def find_random_flat(bug: str, seed: int, budget: int, length: int = 32):
-    """Each sequence run from scratch (the loop before snapshot trees), for comparison."""
     rng = random.Random(seed * 7919 + 1)
     t0 = time.perf_counter()
     for i in range(budget):
@@ -109,7 +82,7 @@ def find_atheris(bug: str, seed: int, budget: int, timeout: float = 120.0, seede
     return None
 
 
-FINDERS = {"random": find_random, "random-flat": find_random_flat, "atheris": find_atheris}
+FINDERS = {"random": find_random, "atheris": find_atheris}
 
 
 def _replays_identically(ops, bug, sig, times=3) -> bool:

@@ -27,11 +27,11 @@ from models import ops as O
 
 from .artifacts import Artifacts, Finding
 from .decode import MAX_OPS, decode, encode, op_size
+from .gen import generate
 from .guard import run_guarded
 from .oracle import Divergence
 from .status import Stats, StatusLine
 from .trace import TraceError, parse_trace_bytes
-from .tree import explore_tree
 
 __all__ = ["ENGINES", "Options", "Findings", "run_campaign"]
 
@@ -99,16 +99,17 @@ class Findings:
 
 # ---- random -------------------------------------------------------------------------------------
 def _random_loop(rng, opts: Options, deadline: float, on_exec, on_div) -> None:
-    """The hot loop: snapshot trees of generated sequences (fuzz/tree.py), each leaf reported."""
+    """The hot loop: generate, run, report; nothing else. Each sequence runs from scratch: sharing
+    prefixes between executions (snapshot trees) was measured to find bugs slower, see
+    docs/performance.md."""
     length, bug = opts.length, opts.bug
-
-    def leaf(ops, res) -> None:
+    now = time.monotonic
+    while now() < deadline:
+        ops = generate(rng, length)
+        res = run_guarded(ops, bug)
         on_exec(res)
         if res.divergence is not None:
-            on_div(list(ops), res.divergence)
-
-    while time.monotonic() < deadline:
-        explore_tree(int(rng.integers(0, 2**63)), length, bug, leaf, deadline)
+            on_div(ops[:res.executed], res.divergence)
 
 
 def run_random(opts: Options, stats: Stats, findings: Findings, status: StatusLine) -> None:

@@ -19,7 +19,7 @@ from models import ops as O
 
 from .decode import decode
 
-__all__ = ["generate", "start", "extend", "MOVES"]
+__all__ = ["generate", "MOVES"]
 
 P = O.HPAGE_PMD_NR
 R = O.NR_REGIONS
@@ -498,8 +498,8 @@ def _as_random(rng) -> random.Random:
     return random.Random(int(rng.integers(0, 2**63)))
 
 
-def start(rng) -> _Gen:
-    """A generator state seeded from `rng`, with its opening mmaps emitted."""
+def generate(rng, length: int = 32) -> list[O.Op]:
+    """`length` ops from the seeded `rng` (numpy.random.Generator, random.Random, or an int seed)."""
     g = _Gen(_as_random(rng))
     r = g.r
     # start: mostly PMD-aligned THP mappings in process 0
@@ -508,18 +508,7 @@ def start(rng) -> _Gen:
             g.mmap_thp()
         else:
             g.mmap_odd()
-    return g
-
-
-def extend(g: _Gen, length: int) -> list[O.Op]:
-    """Emit moves until `g` holds at least `length` ops (a move may emit several); returns g.out."""
-    r = g.r
     total = _MOVE_CUM[-1]
     while len(g.out) < length:
         getattr(g, _MOVE_NAMES[bisect.bisect_right(_MOVE_CUM, r.random() * total)])()
-    return g.out
-
-
-def generate(rng, length: int = 32) -> list[O.Op]:
-    """`length` ops from the seeded `rng` (numpy.random.Generator, random.Random, or an int seed)."""
-    return extend(start(rng), length)[:length]
+    return g.out[:length]

@@ -394,9 +394,9 @@ class Oracle:
                 offs = np.where(mm.pte_kind == PTE_SWAP, mm.pte_swp_off, -1)
                 hit = (offs >= base) & (offs < base + HPAGE_PMD_NR)
                 hit &= np.repeat(mm.pmd_kind == PMD_TABLE, HPAGE_PMD_NR)
-                for rr in np.unique(np.flatnonzero(hit) // HPAGE_PMD_NR):
+                for rr in np.unique(hit.nonzero()[0] // HPAGE_PMD_NR):
                     self.tainted.add((mm.pid, int(rr)))
-                for rr in np.flatnonzero((mm.pmd_kind == PMD_SWAP) & (mm.pmd_swp_off == base)):
+                for rr in ((mm.pmd_kind == PMD_SWAP) & (mm.pmd_swp_off == base)).nonzero()[0]:
                     self.tainted.add((mm.pid, int(rr)))
 
     def _div(self, rule, i, op, pid, pages, detail, lv, pv) -> Divergence:
@@ -427,7 +427,7 @@ class Oracle:
                 differ &= ~(self.freed[pid] & self._tainted_mask(pid)
                             & ((a.contents == 0) | (a.contents == fv))
                             & ((b.contents == 0) | (b.contents == fv)))
-            bad = np.flatnonzero(differ)
+            bad = differ.nonzero()[0]
             if bad.size:
                 p = bad[0]
                 return self._div("contents", i, op, pid, bad, "page contents differ",
@@ -444,7 +444,7 @@ class Oracle:
                 ok = (po.state == UNMAPPED) | (po.contents == ex)
                 if pid in self.freed:  # MADV_FREE: old data or zeros
                     ok |= self.freed[pid] & (po.contents == 0)
-                bad = np.flatnonzero(~ok)
+                bad = (~ok).nonzero()[0]
                 if bad.size:
                     p = bad[0]
                     return self._div("contents-expected", i, op, pid, bad,
@@ -471,7 +471,7 @@ class Oracle:
             both = (a.state >= PRESENT) & (b.state >= PRESENT)
             if pid in self.diverged:  # TOLERATED entry_vs_none_cascade: none lost the bit
                 both &= ~self.diverged[pid]
-            bad = np.flatnonzero(both & (a.uffd_wp != b.uffd_wp))
+            bad = (both & (a.uffd_wp != b.uffd_wp)).nonzero()[0]
             if bad.size:
                 p = bad[0]
                 return self._div("uffd-wp", i, op, pid, bad, "uffd-wp bit differs",
@@ -484,12 +484,12 @@ class Oracle:
             sh = self.shadow.get(pid)
             if sh is not None:
                 for name, po in (("legacy", a), ("pmd", b)):
-                    bad = np.flatnonzero(both & sh & ~po.soft_dirty)
+                    bad = (both & sh & ~po.soft_dirty).nonzero()[0]
                     if bad.size:
                         return self._div("soft-dirty", i, op, pid, bad,
                                          f"a page written since clear_refs is not soft-dirty in {name}",
                                          int(a.soft_dirty[bad[0]]), int(b.soft_dirty[bad[0]]))
-            bad = np.flatnonzero(both & a.soft_dirty & ~b.soft_dirty)
+            bad = (both & a.soft_dirty & ~b.soft_dirty).nonzero()[0]
             if bad.size:
                 return self._div("soft-dirty", i, op, pid, bad,
                                  "soft-dirty in legacy but not in the PMD model", 1, 0)
@@ -497,7 +497,7 @@ class Oracle:
             strict = both & ~self._tainted_mask(pid)
             if pid in self.sd_loose:
                 strict &= ~self.sd_loose[pid]
-            bad = np.flatnonzero(strict & (a.soft_dirty != b.soft_dirty))
+            bad = (strict & (a.soft_dirty != b.soft_dirty)).nonzero()[0]
             if bad.size:
                 return self._div("soft-dirty", i, op, pid, bad,
                                  "soft-dirty differs on a page nothing wrote or moved since clear_refs",
@@ -507,7 +507,7 @@ class Oracle:
     def _residency(self, i, op, ol, op_):
         for pid, a, b in self._common(ol, op_):
             cmp = ~self._tainted_mask(pid)
-            bad = np.flatnonzero(cmp & (a.state != b.state))
+            bad = (cmp & (a.state != b.state)).nonzero()[0]
             if bad.size:
                 p = bad[0]
                 names = {UNMAPPED: "unmapped", NONE: "none", PRESENT: "present", SWAPPED: "swapped"}
@@ -515,7 +515,7 @@ class Oracle:
                                  names[int(a.state[p])], names[int(b.state[p])])
             if not self.lockstep:
                 continue
-            bad = np.flatnonzero(a.swp_off != b.swp_off)
+            bad = (a.swp_off != b.swp_off).nonzero()[0]
             if bad.size:
                 p = bad[0]
                 return self._div("swap-slots", i, op, pid, bad, "swap offset differs",
@@ -528,12 +528,12 @@ class Oracle:
                 return self._div("smaps", i, op, pid, (), "smaps Rss/Swap differ", a.smaps, b.smaps)
         if self.lockstep and not self.detached and ol.swap_count is not None \
                 and op_.swap_count is not None:
-            bad = np.flatnonzero(ol.swap_count != op_.swap_count)
+            bad = (ol.swap_count != op_.swap_count).nonzero()[0]
             if bad.size:
                 s = bad[0]
                 return self._div("swap-counts", i, op, None, (), f"count of slot {int(s)} differs",
                                  int(ol.swap_count[s]), int(op_.swap_count[s]))
-            bad = np.flatnonzero(ol.swap_free != op_.swap_free)
+            bad = (ol.swap_free != op_.swap_free).nonzero()[0]
             if bad.size:
                 s = bad[0]
                 return self._div("swap-counts", i, op, None, (), f"slot {int(s)} free in one model only",

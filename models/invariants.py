@@ -37,7 +37,7 @@ class Scan:
     def swap_pmds(self) -> list:
         """(mm, region, base slot) of every PMD swap entry."""
         return [(mm, r, int(mm.pmd_swp_off[r])) for mm, _, _, _ in self.per_mm
-                for r in np.flatnonzero(mm.pmd_kind == PMD_SWAP).tolist()]
+                for r in (mm.pmd_kind == PMD_SWAP).nonzero()[0].tolist()]
 
     @cached_property
     def slot_refs(self) -> np.ndarray:
@@ -54,7 +54,7 @@ def swap_count_matches_entries(s: Scan) -> str | None:
     """Each slot's count equals the number of page-table references to it."""
     if s.k.swap is None:
         return None
-    bad = np.flatnonzero(s.slot_refs != s.k.swap.count)
+    bad = (s.slot_refs != s.k.swap.count).nonzero()[0]
     if bad.size:
         slot = int(bad[0])
         return (f"slot {slot}: count {int(s.k.swap.count[slot])} but {int(s.slot_refs[slot])} "
@@ -84,10 +84,10 @@ def free_slots_are_clean(s: Scan) -> str | None:
     sw = s.k.swap
     if sw is None:
         return None
-    bad = np.flatnonzero(~sw.used & ((sw.count != 0) | (sw.cache >= 0)))
+    bad = (~sw.used & ((sw.count != 0) | (sw.cache >= 0))).nonzero()[0]
     if bad.size:
         return f"free slot {int(bad[0])} has count {int(sw.count[bad[0]])} or a cached folio"
-    leaked = np.flatnonzero(sw.used & (sw.count == 0) & (sw.cache < 0) & ~sw.foreign)
+    leaked = (sw.used & (sw.count == 0) & (sw.cache < 0) & ~sw.foreign).nonzero()[0]
     if leaked.size:
         return f"slot {int(leaked[0])} is allocated with no reference and no cached folio (leak)"
     return None
@@ -99,14 +99,14 @@ def swap_cache_consistent(s: Scan) -> str | None:
     if sw is None:
         n = mem.high_water
         return None if (mem.swap[:n] < 0).all() else "folio in a swap cache with no device"
-    slots = np.flatnonzero(sw.cache >= 0)
+    slots = (sw.cache >= 0).nonzero()[0]
     pfns = sw.cache[slots]
     if (mem.head[pfns] < 0).any():
         return f"slot {int(slots[mem.head[pfns] < 0][0])} caches a freed page"
     if (mem.swap[pfns] != slots).any():
         return f"slot {int(slots[mem.swap[pfns] != slots][0])}: folio->swap disagrees"
     n = mem.high_water
-    back = np.flatnonzero((mem.swap[:n] >= 0) & (mem.head[:n] >= 0))
+    back = ((mem.swap[:n] >= 0) & (mem.head[:n] >= 0)).nonzero()[0]
     lost = back[sw.cache[mem.swap[back]] != back]
     if lost.size:
         return f"pfn {int(lost[0])} says it caches slot {int(mem.swap[lost[0]])}, the swap cache disagrees"
@@ -137,11 +137,11 @@ def mapcounts_match(s: Scan) -> str | None:
                            minlength=n)
     head = mem.head[:n]
     if (head[pte_maps > 0] < 0).any():
-        return f"pfn {int(np.flatnonzero((pte_maps > 0) & (head < 0))[0])} is mapped but free"
-    bad = np.flatnonzero(pte_maps != mem.mapcount[:n])
+        return f"pfn {int(((pte_maps > 0) & (head < 0)).nonzero()[0][0])} is mapped but free"
+    bad = (pte_maps != mem.mapcount[:n]).nonzero()[0]
     if bad.size:
         return f"pfn {int(bad[0])}: mapcount {int(mem.mapcount[bad[0]])}, mapped {int(pte_maps[bad[0]])}x"
-    bad = np.flatnonzero(pmd_maps != mem.entire_mapcount[:n])
+    bad = (pmd_maps != mem.entire_mapcount[:n]).nonzero()[0]
     if bad.size:
         return (f"folio {int(bad[0])}: entire_mapcount {int(mem.entire_mapcount[bad[0]])}, "
                 f"PMD-mapped {int(pmd_maps[bad[0]])}x")
@@ -159,7 +159,7 @@ def no_leaked_folio(s: Scan) -> str | None:
     busy = live & ((mem.mapcount[:n] > 0) | (mem.swap[:n] >= 0))
     used[head[busy]] = True
     used |= mem.entire_mapcount[:n] > 0
-    heads = np.flatnonzero(live & (head == np.arange(n)) & ~used)
+    heads = (live & (head == np.arange(n)) & ~used).nonzero()[0]
     if heads.size:
         return f"folio {int(heads[0])} (order {int(mem.order[heads[0]])}) is neither mapped nor cached"
     return None
@@ -168,7 +168,7 @@ def no_leaked_folio(s: Scan) -> str | None:
 def writeback_only_in_swapcache(s: Scan) -> str | None:
     """A folio under writeback is live and in the swap cache (else the write would be lost)."""
     mem = s.k.mem
-    wb = np.flatnonzero(mem.writeback[:mem.high_water])
+    wb = mem.writeback[:mem.high_water].nonzero()[0]
     bad = wb[(mem.head[wb] != wb) | (mem.swap[wb] < 0)]
     if bad.size:
         return f"folio {int(bad[0])} is under writeback but freed or not in the swap cache"
@@ -182,7 +182,7 @@ def writable_implies_exclusive(s: Scan) -> str | None:
         pfns = mm.pte_pfn[pres & mm.pte_write]
         if (pfns == ZERO_PFN).any() or not mem.anon_exclusive[pfns].all():
             return f"pid {mm.pid}: writable PTE on a page that is not anon-exclusive"
-        for r in np.flatnonzero((mm.pmd_kind == PMD_HUGE) & mm.pmd_write):
+        for r in ((mm.pmd_kind == PMD_HUGE) & mm.pmd_write).nonzero()[0]:
             if not mem.anon_exclusive[int(mm.pmd_pfn[r])]:
                 return f"pid {mm.pid}: writable PMD in region {int(r)} on a shared THP"
     return None
@@ -193,10 +193,10 @@ def writable_implies_soft_dirty(s: Scan) -> str | None:
     pte_needs_soft_dirty_wp() keeps a clean entry read-only so the next write faults and marks it."""
     for mm, _, pres, _ in s.per_mm:
         tracked = VmaMasks.of(mm).tracked
-        bad = np.flatnonzero(pres & mm.pte_write & ~mm.pte_sd & tracked)
+        bad = (pres & mm.pte_write & ~mm.pte_sd & tracked).nonzero()[0]
         if bad.size:
             return f"pid {mm.pid}: writable PTE at page {int(bad[0])} is not soft-dirty while tracked"
-        for r in np.flatnonzero((mm.pmd_kind == PMD_HUGE) & mm.pmd_write & ~mm.pmd_sd):
+        for r in ((mm.pmd_kind == PMD_HUGE) & mm.pmd_write & ~mm.pmd_sd).nonzero()[0]:
             if tracked[int(r) * HPAGE_PMD_NR]:
                 return f"pid {mm.pid}: writable PMD in region {int(r)} is not soft-dirty while tracked"
     return None
@@ -205,10 +205,10 @@ def writable_implies_soft_dirty(s: Scan) -> str | None:
 def entries_inside_vmas(s: Scan) -> str | None:
     """Structure: no entry outside a VMA, no huge entry (present or swap) across a VMA boundary."""
     for mm, table, _, _ in s.per_mm:
-        stray = np.flatnonzero(table & (mm.pte_kind != 0) & VmaMasks.of(mm).outside)
+        stray = (table & (mm.pte_kind != 0) & VmaMasks.of(mm).outside).nonzero()[0]
         if stray.size:
             return f"pid {mm.pid}: PTE entry at page {int(stray[0])} outside every VMA"
-        for r in np.flatnonzero((mm.pmd_kind == PMD_HUGE) | (mm.pmd_kind == PMD_SWAP)):
+        for r in ((mm.pmd_kind == PMD_HUGE) | (mm.pmd_kind == PMD_SWAP)).nonzero()[0]:
             lo, hi = int(r) * HPAGE_PMD_NR, (int(r) + 1) * HPAGE_PMD_NR
             if not any(v.start <= lo and hi <= v.end for v in mm.vmas):
                 return f"pid {mm.pid}: huge entry in region {int(r)} crosses a VMA boundary"
@@ -230,7 +230,7 @@ def all_free_after_exit(s: Scan) -> str | None:
     sw = s.k.swap
     if sw is None or s.k.mms or (sw.cache >= 0).any():
         return None
-    used = np.flatnonzero(sw.used & ~sw.foreign)
+    used = (sw.used & ~sw.foreign).nonzero()[0]
     return f"slot {int(used[0])} still allocated after every process exited" if used.size else None
 
 

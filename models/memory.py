@@ -143,5 +143,5 @@ class PhysMem:
 
     def live_folios(self) -> np.ndarray:
         """Head pfns of every allocated folio except the zero page."""
-        idx = np.flatnonzero(self.head == np.arange(self.head.size))
+        idx = (self.head == np.arange(self.head.size)).nonzero()[0]
         return idx[idx != ZERO_PFN]

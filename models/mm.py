@@ -365,8 +365,8 @@ class Kernel:
         mem = self.mem
         sl = slice(lo, hi)
         kind = mm.pte_kind[sl]
-        pres = np.flatnonzero(kind == PTE_PRESENT) + lo
-        swp = np.flatnonzero(kind == PTE_SWAP) + lo
+        pres = (kind == PTE_PRESENT).nonzero()[0] + lo
+        swp = (kind == PTE_SWAP).nonzero()[0] + lo
         if pres.size:
             pfns = mm.pte_pfn[pres]
             anon = pfns[pfns != ZERO_PFN]
@@ -644,7 +644,7 @@ class Kernel:
         pfn = int(mm.pte_pfn[p])
         n = min(end - p, head + nr - pfn)
         ok = (mm.pte_kind[p:p + n] == PTE_PRESENT) & (mm.pte_pfn[p:p + n] == np.arange(pfn, pfn + n))
-        bad = np.flatnonzero(~ok)
+        bad = (~ok).nonzero()[0]
         return int(bad[0]) if bad.size else n
 
     def shrink_folio_list(self, heads: list[int]) -> None:
@@ -713,7 +713,7 @@ class Kernel:
             if hit.any():
                 if owner is not None:
                     return False  # mapped from two mms: take them one by one
-                owner, pages = mm, np.flatnonzero(hit)
+                owner, pages = mm, hit.nonzero()[0]
         del queue[:n]
         slots = sw.alloc_order0_batch(n)
         k = slots.size  # past that the device is full: the rest stay (activate_locked)
@@ -795,7 +795,7 @@ class Kernel:
         nr = mem.nr_pages(head)
         for mm in list(self.mms.values()):
             if nr == HPAGE_PMD_NR:
-                for r in np.flatnonzero((mm.pmd_kind == PMD_HUGE) & (mm.pmd_pfn == head)):
+                for r in ((mm.pmd_kind == PMD_HUGE) & (mm.pmd_pfn == head)).nonzero()[0]:
                     r = int(r)
                     if not mem.in_swapcache(head):
                         # lazyfree: unmap_huge_pmd_locked() -> __discard_anon_folio_pmd_locked()
@@ -807,8 +807,8 @@ class Kernel:
                         mm.anonpages -= HPAGE_PMD_NR
                         continue
                     self.try_to_unmap_one_pmd(mm, r, head)
-            pages = np.flatnonzero((mm.pte_kind == PTE_PRESENT) & (mm.pte_pfn >= head)
-                                   & (mm.pte_pfn < head + nr))
+            pages = ((mm.pte_kind == PTE_PRESENT) & (mm.pte_pfn >= head)
+                                   & (mm.pte_pfn < head + nr)).nonzero()[0]
             if pages.size and not self._try_to_unmap_ptes(mm, pages, head):
                 return
 
@@ -858,7 +858,7 @@ class Kernel:
         if mem.writeback[head]:
             return EBUSY
         for mm in self.mms.values():
-            for r in np.flatnonzero((mm.pmd_kind == PMD_HUGE) & (mm.pmd_pfn == head)):
+            for r in ((mm.pmd_kind == PMD_HUGE) & (mm.pmd_pfn == head)).nonzero()[0]:
                 self.split_huge_pmd(mm, int(r))
         mem.split_folio_to_order0(head)
         # pages nobody maps and the swap cache does not hold are freed by the split
@@ -911,8 +911,8 @@ class Kernel:
         mem = self.mem
         sl = slice(a, b)
         kind = src.pte_kind[sl]
-        swp = np.flatnonzero(kind == PTE_SWAP) + a
-        pres = np.flatnonzero(kind == PTE_PRESENT) + a
+        swp = (kind == PTE_SWAP).nonzero()[0] + a
+        pres = (kind == PTE_PRESENT).nonzero()[0] + a
         for arr in ("pte_kind", "pte_pfn", "pte_dirty", "pte_sd", "pte_swp_off"):
             getattr(dst, arr)[swp] = getattr(src, arr)[swp]
             getattr(dst, arr)[pres] = getattr(src, arr)[pres]
@@ -978,8 +978,8 @@ class Kernel:
         mem = self.mem
         sl = slice(a, b)
         kind = mm.pte_kind[sl]
-        pres = np.flatnonzero(kind == PTE_PRESENT) + a
-        swp = np.flatnonzero(kind == PTE_SWAP) + a
+        pres = (kind == PTE_PRESENT).nonzero()[0] + a
+        swp = (kind == PTE_SWAP).nonzero()[0] + a
         if mode == "uffd_wp":
             mm.pte_uw[pres] = True
             mm.pte_uw[swp] = True
@@ -1041,7 +1041,7 @@ class Kernel:
 
     def madvise_free_pte_range(self, mm: MM, a: int, b: int) -> None:
         mem = self.mem
-        swp = np.flatnonzero(mm.pte_kind[a:b] == PTE_SWAP) + a
+        swp = (mm.pte_kind[a:b] == PTE_SWAP).nonzero()[0] + a
         if swp.size:
             slots = mm.pte_swp_off[swp].copy()
             self._clear_pte_list(mm, swp)
@@ -1122,7 +1122,7 @@ class Kernel:
         for name in PTE_FIELDS:
             arr = getattr(mm, name)
             arr[sn] = np.where(moved, arr[so], arr[sn])
-        tgt = np.flatnonzero(moved) + new
+        tgt = moved.nonzero()[0] + new
         mm.pte_sd[tgt] = True
         if clear_uw:
             mm.pte_uw[tgt] = False
@@ -1147,7 +1147,7 @@ class Kernel:
         slots, mapping every page and then trying folio_free_swap() once per folio ends in the
         state the kernel's page-by-page loop reaches."""
         mem, sw = self.mem, self.swap
-        pages = np.flatnonzero(mm.pte_kind[a:b] == PTE_SWAP) + a
+        pages = (mm.pte_kind[a:b] == PTE_SWAP).nonzero()[0] + a
         if not pages.size:
             return
         slots = mm.pte_swp_off[pages].copy()
@@ -1296,7 +1296,7 @@ class Kernel:
         ok = mm.pte_kind[p:end] == PTE_PRESENT
         if write:
             ok &= mm.pte_write[p:end]
-        bad = np.flatnonzero(~ok)
+        bad = (~ok).nonzero()[0]
         q = p + (int(bad[0]) if bad.size else end - p)
         return q, (mm.pte_pfn[p:q] if q > p else None)
 
@@ -1350,7 +1350,7 @@ class Kernel:
         mem = self.mem
         pk = mm.pte_kind[p:end]
         if pk[0] == PTE_NONE:
-            bad = np.flatnonzero(pk != PTE_NONE)
+            bad = (pk != PTE_NONE).nonzero()[0]
             q = p + (int(bad[0]) if bad.size else end - p)
             if kind == PMD_NONE:
                 mm.pmd_kind[r] = PMD_TABLE
@@ -1369,7 +1369,7 @@ class Kernel:
         ro = (pk == PTE_PRESENT) & ~mm.pte_write[p:end] & ~(mm.pte_uw[p:end] & vma.uffd_wp)
         reuse = ro & (pfns != ZERO_PFN) & mem.anon_exclusive[safe]
         if reuse[0]:
-            bad = np.flatnonzero(~reuse)
+            bad = (~reuse).nonzero()[0]
             q = p + (int(bad[0]) if bad.size else end - p)
             mm.pte_write[p:q] = True  # wp_page_reuse(): maybe_mkwrite(pte_mkdirty(entry))
             mm.pte_dirty[p:q] = mm.pte_sd[p:q] = True
@@ -1387,7 +1387,7 @@ class Kernel:
             (mem.order[hsafe] == 0) & (mem.swap[safe] < 0) & (mem.mapcount[safe] > 1)))
         if not copy[0]:
             return False
-        bad = np.flatnonzero(~copy)
+        bad = (~copy).nonzero()[0]
         q = p + (int(bad[0]) if bad.size else end - p)
         old = pfns[:q - p].copy()
         new = mem.alloc_order0_batch(q - p)

@@ -114,7 +114,7 @@ def observe_mm(k: Kernel, mm: MM) -> ProcObs:
         writable=pres & mm.pte_write,
         pmd_level=np.zeros(VA_PAGES, bool),
         rss_anon=mm.anonpages, vm_swap=mm.swapents, smaps=())
-    huge = np.flatnonzero((mm.pmd_kind == PMD_HUGE) | (mm.pmd_kind == PMD_SWAP))
+    huge = ((mm.pmd_kind == PMD_HUGE) | (mm.pmd_kind == PMD_SWAP)).nonzero()[0]
     if huge.size:
         builder = _Builder(k, po)
         for r in huge.tolist():

@@ -70,13 +70,13 @@ class SwapDevice:
 
     def _first_free_in(self, c: int) -> int:
         lo = c * HPAGE_PMD_NR
-        free = np.flatnonzero(~self.used[lo:lo + HPAGE_PMD_NR])
+        free = (~self.used[lo:lo + HPAGE_PMD_NR]).nonzero()[0]
         return lo + int(free[0]) if free.size else -1
 
     def alloc_slots(self, order: int) -> int:
         """folio_alloc_swap()'s slot search; returns the first slot or -1 (no space)."""
         if order:
-            free = np.flatnonzero(self.cluster_order == CLUSTER_FREE)
+            free = (self.cluster_order == CLUSTER_FREE).nonzero()[0]
             if not free.size:
                 return -1
             base = int(free[0]) * HPAGE_PMD_NR
@@ -85,10 +85,10 @@ class SwapDevice:
         candidates = []
         if self.cur_cluster >= 0:
             candidates.append(self.cur_cluster)
-        candidates += [int(c) for c in np.flatnonzero((self.cluster_order == 0)
-                                                       & (self.cluster_used < HPAGE_PMD_NR))]
-        candidates += [int(c) for c in np.flatnonzero(self.cluster_order == CLUSTER_FREE)]
-        candidates += [int(c) for c in np.flatnonzero(self.cluster_used < HPAGE_PMD_NR)]
+        candidates += [int(c) for c in ((self.cluster_order == 0)
+                                                       & (self.cluster_used < HPAGE_PMD_NR)).nonzero()[0]]
+        candidates += [int(c) for c in (self.cluster_order == CLUSTER_FREE).nonzero()[0]]
+        candidates += [int(c) for c in (self.cluster_used < HPAGE_PMD_NR).nonzero()[0]]
         for c in candidates:
             slot = self._first_free_in(c)
             if slot >= 0:
@@ -108,7 +108,7 @@ class SwapDevice:
             if c < 0:
                 break
             lo = c * HPAGE_PMD_NR
-            take = np.flatnonzero(~self.used[lo:lo + HPAGE_PMD_NR])[:need] + lo
+            take = (~self.used[lo:lo + HPAGE_PMD_NR]).nonzero()[0][:need] + lo
             if self.cluster_order[c] == CLUSTER_FREE:
                 self.cluster_order[c] = 0
             self.used[take] = True
@@ -124,14 +124,14 @@ class SwapDevice:
             return self.cur_cluster
         for mask in ((self.cluster_order == 0) & (self.cluster_used < HPAGE_PMD_NR),
                      self.cluster_order == CLUSTER_FREE, self.cluster_used < HPAGE_PMD_NR):
-            c = np.flatnonzero(mask)
+            c = mask.nonzero()[0]
             if c.size:
                 return int(c[0])
         return -1
 
     def fragment(self) -> None:
         """Another user takes one order-0 slot in every free cluster: no 512-slot cluster remains."""
-        for c in np.flatnonzero(self.cluster_order == CLUSTER_FREE):
+        for c in (self.cluster_order == CLUSTER_FREE).nonzero()[0]:
             slot = int(c) * HPAGE_PMD_NR + FRAGMENT_OFFSET
             self._take(slot, 1, 0)
             self.foreign[slot] = True
