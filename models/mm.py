@@ -1407,6 +1407,8 @@ class Kernel:
         cached, or cached by an unmapped order-0 folio: each maps its own page writable, so the run
         is done at once (the same state as one fault per page)."""
         mem, sw = self.mem, self.swap
+        if not self._swapin_batch_may_start(mm, vma, p):
+            return False
         sl = slice(p, end)
         slots = np.where(mm.pte_kind[sl] == PTE_SWAP, mm.pte_swp_off[sl], 0)
         cache = sw.cache[slots]
@@ -1442,6 +1444,25 @@ class Kernel:
             sw.delete_order0_from_swap_cache(mem, drop)
             mem.dirty[drop] = True
         return True
+
+    def _swapin_batch_may_start(self, mm: MM, vma: Vma, p: int) -> bool:
+        """ok[0] of _batch_swapin_writes / _batch_shared_swapin_writes on scalars: a run starts only
+        where its first page qualifies, and the per-page fault path calls these at every page of a
+        run that does not batch, so the common "no" is answered without array work."""
+        mem, sw = self.mem, self.swap
+        if mm.pte_kind[p] != PTE_SWAP or (mm.pte_uw[p] and vma.uffd_wp):
+            return False
+        slot = int(mm.pte_swp_off[p])
+        c = int(sw.cache[slot])
+        if not mm.pte_swp_excl[p]:  # the shared run: nobody caches the slot, others reference it
+            return c < 0 and int(sw.count[slot]) > 1
+        if not (vma.softdirty or mm.pte_sd[p]):
+            return False
+        if c < 0:
+            return True
+        chead = max(int(mem.head[c]), 0)  # small_unmapped, as computed for the whole run below
+        return (int(mem.order[chead]) == 0 and int(mem.mapcount[c]) == 0
+                and not (mem.writeback[chead] and sw.sync))
 
     def _batch_shared_swapin_writes(self, mm: MM, vma: Vma, p: int, end: int, slots, cache) -> bool:
         """Write faults on a run of shared (after fork) PTE swap entries whose slots nobody caches
