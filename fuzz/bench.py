@@ -4,6 +4,8 @@ Default report:
   * executions/s and ops/s of each engine's execution path on 32-op sequences, full oracle every op
     (random: generate + run; atheris: decode bytes + run, in process, without libFuzzer's coverage
     instrumentation; hypothesis: the state machine's own loop for a fixed number of examples);
+  * where one 32-op execution's time goes (ops, observe, invariants, oracle rules), and the floor: the
+    cost of an oracle step for an op that changes nothing, times 32 (docs/performance.md);
   * the cost of each op kind in each model (median microseconds), and of observe + invariants;
   * how the cost of one execution grows with sequence length (8, 32, 128) and with processes (1-4).
 `--bugs`: for each catalogue bug and each engine, executions and seconds to the first divergence
@@ -167,6 +169,20 @@ def bench_scaling(n: int) -> tuple[list, list]:
     return by_len, by_procs
 
 
+def _json_path_problem(path: str) -> str | None:
+    """Why the JSON report cannot be written to `path` (it must be new), or None."""
+    import os
+
+    if os.path.lexists(path):
+        return "already exists (choose a new file; nothing is overwritten)"
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        return f"directory {parent} does not exist"
+    if not os.access(parent, os.W_OK):
+        return f"directory {parent} is not writable"
+    return None
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="pmdswap-fuzz bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -177,6 +193,16 @@ def main(argv=None) -> int:
     ap.add_argument("--engines", default="random,atheris", help="engines for --bugs: random, atheris")
     ap.add_argument("--json", default=None, help="also write the figures as JSON to this file")
     args = ap.parse_args(argv)
+    for name in ("execs", "seeds", "budget"):
+        if getattr(args, name) < 1:
+            print(f"pmdswap-fuzz bench: error: --{name} must be at least 1, got {getattr(args, name)}",
+                  file=sys.stderr)
+            return 2
+    if args.json is not None:
+        problem = _json_path_problem(args.json)
+        if problem:  # said before a long run, not after it; nothing is overwritten
+            print(f"pmdswap-fuzz bench: error: --json {args.json}: {problem}", file=sys.stderr)
+            return 2
     if args.bugs:
         from .bugbench import bench_bugs
         return bench_bugs(args)

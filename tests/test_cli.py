@@ -199,3 +199,23 @@ def test_usage_errors_exit_2(tmp_path, capsys, argv, fragment):
 def test_bugs_lists_catalogue_or_none(capsys):
     assert main(["bugs"]) == 0
     assert capsys.readouterr().out.strip()
+
+
+# ---- bench --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("extra", [[], ["--bugs"]])
+def test_bench_refuses_existing_json_before_running(tmp_path, capsys, extra):
+    out = tmp_path / "figures.json"
+    out.write_text("keep me")
+    assert main(["bench", *extra, "--json", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "already exists" in err and str(out) in err
+    assert out.read_text() == "keep me"
+    assert main(["bench", *extra, "--json", str(tmp_path / "missing" / "x.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [["--execs", "0"], ["--bugs", "--seeds", "0"], ["--bugs", "--budget", "-3"]])
+def test_bench_refuses_empty_measurements(capsys, args):
+    assert main(["bench", *args]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "must be at least 1" in err
