@@ -698,7 +698,11 @@ class Kernel:
         not interact, so doing each step for all of them gives the same state. False: not such a
         run; the loop takes the next folio itself."""
         mem, sw = self.mem, self.swap
-        if sw is None:
+        if sw is None or len(queue) < 2:
+            return False
+        h = queue[0]  # ok[0] below on scalars: the loop asks at every folio of a run that does not batch
+        if not (mem.head[h] == h and mem.order[h] == 0 and not mem.lazyfree[h] and mem.swap[h] < 0
+                and not mem.writeback[h] and mem.mapcount[h] == 1):
             return False
         q = np.array(queue[:HPAGE_PMD_NR], dtype=np.int64)
         ok = ((mem.head[q] == q) & (mem.order[q] == 0) & ~mem.lazyfree[q] & (mem.swap[q] < 0)
@@ -1403,22 +1407,31 @@ class Kernel:
         return True
 
     def _batch_swapin_writes(self, mm: MM, vma: Vma, p: int, end: int) -> bool:
-        """do_swap_page() write faults on a run of exclusive PTE swap entries whose slots are not
-        cached, or cached by an unmapped order-0 folio: each maps its own page writable, so the run
-        is done at once (the same state as one fault per page)."""
+        """do_swap_page() write faults on a run of PTE swap entries that each end with their own
+        page mapped writable, so the run is done at once (the same state as one fault per page):
+        exclusive entries whose slots are not cached, or cached by an unmapped order-0 folio; and
+        non-exclusive entries whose slot nobody else references (count 1) and nobody caches."""
         mem, sw = self.mem, self.swap
         if not self._swapin_batch_may_start(mm, vma, p):
             return False
         sl = slice(p, end)
         slots = np.where(mm.pte_kind[sl] == PTE_SWAP, mm.pte_swp_off[sl], 0)
         cache = sw.cache[slots]
+        if not mm.pte_swp_excl[p] and sw.count[slots[0]] > 1:
+            return self._batch_shared_swapin_writes(mm, vma, p, end, slots, cache)
         chead = mem.head[np.maximum(cache, 0)]
         small_unmapped = (cache >= 0) & (mem.order[np.maximum(chead, 0)] == 0) \
             & (mem.mapcount[np.maximum(cache, 0)] == 0) & ~(mem.writeback[np.maximum(chead, 0)] & sw.sync)
-        if not mm.pte_swp_excl[p]:
-            return self._batch_shared_swapin_writes(mm, vma, p, end, slots, cache)
-        ok = ((mm.pte_kind[sl] == PTE_SWAP) & mm.pte_swp_excl[sl] & ((cache < 0) | small_unmapped)
-              & ~(mm.pte_uw[sl] & vma.uffd_wp) & (vma.softdirty | mm.pte_sd[sl]))
+        excl = mm.pte_swp_excl[sl].copy()  # copies: the PTEs are rewritten below
+        sd_wp = ~(vma.softdirty | mm.pte_sd[sl])  # pte_needs_soft_dirty_wp(): mapped read-only first
+        # A non-exclusive entry of count 1 that nobody caches: do_swap_page() maps the new
+        # swap-cache folio read-only, should_try_to_free_swap() drops it from the swap cache (its
+        # slot's count is 0 after the put) and do_wp_page() reuses it (folio_ref_count 1). An
+        # exclusive entry under soft-dirty tracking is also mapped read-only and reused by
+        # do_wp_page(). Both end like an exclusive entry mapped writable.
+        sole = ~excl & (cache < 0) & (sw.count[slots] == 1)
+        ok = ((mm.pte_kind[sl] == PTE_SWAP) & ((excl & ((cache < 0) | small_unmapped)) | sole)
+              & ~(mm.pte_uw[sl] & vma.uffd_wp))
         n = int(np.argmin(ok)) if not ok.all() else ok.size
         if n < 2:
             return False
@@ -1439,8 +1452,11 @@ class Kernel:
         mm.anonpages += n
         mm.swapents -= n
         sw.put(slots)
-        if sw.sync:  # should_try_to_free_swap(): SWP_SYNCHRONOUS_IO
-            drop = pfns[~mem.writeback[pfns]]
+        # should_try_to_free_swap(): SWP_SYNCHRONOUS_IO, or a write fault mapped read-only that
+        # goes on to do_wp_page() (soft-dirty tracking, or a non-exclusive entry); then
+        # folio_free_swap() succeeds unless the folio is under writeback (every count is 0 now)
+        drop = pfns[(sw.sync | sd_wp[:n] | ~excl[:n]) & ~mem.writeback[pfns]]
+        if drop.size:
             sw.delete_order0_from_swap_cache(mem, drop)
             mem.dirty[drop] = True
         return True
@@ -1454,10 +1470,12 @@ class Kernel:
             return False
         slot = int(mm.pte_swp_off[p])
         c = int(sw.cache[slot])
-        if not mm.pte_swp_excl[p]:  # the shared run: nobody caches the slot, others reference it
-            return c < 0 and int(sw.count[slot]) > 1
-        if not (vma.softdirty or mm.pte_sd[p]):
-            return False
+        if not mm.pte_swp_excl[p]:  # the shared run (count > 1) and the sole one (count 1)
+            if c < 0:
+                return True
+            # only the shared run takes a cached slot: order-0 and not anon-exclusive
+            return (int(sw.count[slot]) > 1 and int(mem.order[max(int(mem.head[c]), 0)]) == 0
+                    and not mem.anon_exclusive[c])
         if c < 0:
             return True
         chead = max(int(mem.head[c]), 0)  # small_unmapped, as computed for the whole run below
@@ -1465,25 +1483,32 @@ class Kernel:
                 and not (mem.writeback[chead] and sw.sync))
 
     def _batch_shared_swapin_writes(self, mm: MM, vma: Vma, p: int, end: int, slots, cache) -> bool:
-        """Write faults on a run of shared (after fork) PTE swap entries whose slots nobody caches
-        and others still reference: each do_swap_page() reads the slot into an order-0 swap-cache
-        folio and maps it read-only, then do_wp_page() cannot reuse it (the swap cache holds it
-        for the other references) and copies it. The cached folio stays, unmapped."""
+        """Write faults on a run of shared (after fork) PTE swap entries whose slots others still
+        reference: each do_swap_page() maps the slot's order-0 swap-cache folio read-only (read
+        from the device first if nobody caches the slot), then do_wp_page() cannot reuse it (the
+        swap cache holds it for the other references) and copies it. The cached folio stays."""
         mem, sw = self.mem, self.swap
         sl = slice(p, end)
-        ok = ((mm.pte_kind[sl] == PTE_SWAP) & ~mm.pte_swp_excl[sl] & (cache < 0)
+        safe = np.maximum(cache, 0)
+        # a cached folio qualifies if it is order 0 and not anon-exclusive (else do_wp_page reuses it)
+        small_shared = (cache >= 0) & (mem.order[np.maximum(mem.head[safe], 0)] == 0) \
+            & ~mem.anon_exclusive[safe]
+        ok = ((mm.pte_kind[sl] == PTE_SWAP) & ~mm.pte_swp_excl[sl] & ((cache < 0) | small_shared)
               & (sw.count[slots] > 1) & ~(mm.pte_uw[sl] & vma.uffd_wp))
         n = int(np.argmin(ok)) if not ok.all() else ok.size
         if n < 2:
             return False
         q = p + n
         slots = slots[:n].copy()
-        cached = mem.alloc_order0_batch(n)
-        sw.cache[slots] = cached
-        mem.swap[cached] = slots
-        mem.data[cached] = sw.data[slots]
-        self.vmstat["pswpin"] += n
-        sw.put(slots)
+        missing = slots[cache[:n] < 0]
+        if missing.size:  # swapin_readahead() with page-cluster 0: one order-0 folio per slot
+            new = mem.alloc_order0_batch(missing.size)
+            sw.cache[missing] = new
+            mem.swap[new] = missing
+            mem.data[new] = sw.data[missing]
+            self.vmstat["pswpin"] += int(missing.size)
+        cached = sw.cache[slots].copy()
+        sw.put(slots)  # every count stays above 0: folio_free_swap() keeps each folio cached
         copies = mem.alloc_order0_batch(n)
         mem.data[copies] = mem.data[cached]
         mem.anon_exclusive[copies] = True

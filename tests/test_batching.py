@@ -13,7 +13,7 @@ import pytest
 from fuzz.gen import generate
 from models import ops as O
 from models.legacy import LegacyKernel
-from models.mm import Kernel
+from models.mm import PTE_PRESENT, PTE_SWAP, Kernel
 from models.observe import observe
 from models.pmd_swap import PmdSwapKernel
 
@@ -48,7 +48,6 @@ def _same(a, b) -> str | None:
 
 def _runs_that_batch():
     """Generated sequences plus directed ones that certainly take the batched paths."""
-    N = O.HPAGE_PMD_NR
     directed = [
         [O.Mmap(0, 0, 2 * N, False), O.Write(0, 0, 2 * N, 3), O.Pageout(0, 0, 2 * N), O.Evict(),
          O.Write(0, 10, 700, 4), O.Pageout(0, 0, N)],
@@ -57,7 +56,29 @@ def _runs_that_batch():
         [O.Mmap(0, 0, N, True), O.Write(0, 0, N, 1), O.Fragment(), O.Pageout(0, 0, N), O.Fork(0),
          O.Write(1, 0, N, 2), O.Swapoff(), O.Swapon(True), O.Pageout(0, 0, N), O.Write(0, 0, N, 5)],
     ]
-    return directed + [generate(random.Random(900 + i), 32) for i in range(30)]
+    return directed + list(SWAPIN_RUNS.values()) + [generate(random.Random(900 + i), 32)
+                                                    for i in range(30)]
+
+
+N = O.HPAGE_PMD_NR
+# One directed sequence per kind of swap-in run the batch takes (the last write faults the run).
+SWAPIN_RUNS = {
+    # exclusive entries, slots not cached (async writeback completed by evict)
+    "exclusive": [O.Mmap(0, 0, N, False), O.Write(0, 0, N, 1), O.Pageout(0, 0, N), O.Evict(),
+                  O.Write(0, 0, N, 2)],
+    # exclusive entries under soft-dirty tracking: mapped read-only, reused by do_wp_page()
+    "soft-dirty wp": [O.Mmap(0, 0, N, False), O.Write(0, 0, N, 1), O.ClearRefs(0),
+                      O.Pageout(0, 0, N), O.Evict(), O.Write(0, 0, N, 2)],
+    # non-exclusive entries of count 1 (the child that shared them exited)
+    "sole": [O.Mmap(0, 0, N, False), O.Write(0, 0, N, 1), O.Pageout(0, 0, N), O.Fork(0),
+             O.Exit(1), O.Evict(), O.Write(0, 0, N, 2)],
+    # non-exclusive entries of count 2: read into the swap cache, then copied
+    "shared": [O.Mmap(0, 0, N, False), O.Write(0, 0, N, 1), O.Pageout(0, 0, N), O.Fork(0),
+               O.Evict(), O.Write(0, 0, N, 2)],
+    # the same, with every slot still cached (async writeback in flight): mapped, then copied
+    "shared, cached": [O.Mmap(0, 0, N, False), O.Write(0, 0, N, 1), O.Pageout(0, 0, N),
+                       O.Fork(0), O.Write(0, 0, N, 2)],
+}
 
 
 @pytest.mark.parametrize("cls", [LegacyKernel, PmdSwapKernel], ids=["legacy", "pmd"])
@@ -88,3 +109,23 @@ def test_unbatched_kernel_really_skips_the_fast_paths(monkeypatch):
     for op in _runs_that_batch()[0]:
         k.apply(op)
     assert not calls
+
+
+@pytest.mark.parametrize("kind", sorted(SWAPIN_RUNS))
+@pytest.mark.parametrize("cls", [LegacyKernel, PmdSwapKernel], ids=["legacy", "pmd"])
+def test_each_swapin_run_kind_is_batched(cls, kind, monkeypatch):
+    """Guard for the equivalence test: each directed sequence's last write really takes one batch
+    for the whole region (so the equivalence above covers that kind of run)."""
+    taken = []
+    orig = Kernel._batch_swapin_writes
+    monkeypatch.setattr(Kernel, "_batch_swapin_writes",
+                        lambda self, mm, vma, p, end: taken.append((p, end)) or orig(self, mm, vma, p, end))
+    k = cls()
+    ops = SWAPIN_RUNS[kind]
+    for op in ops[:-1]:
+        assert k.apply(op) == O.OK
+    mm = k.mms[0]
+    assert (mm.pte_kind[:N] == PTE_SWAP).all()
+    assert k.apply(ops[-1]) == O.OK
+    assert taken == [(0, N)]  # one call, the whole run batched
+    assert (mm.pte_kind[:N] == PTE_PRESENT).all() and mm.pte_write[:N].all()
