@@ -336,6 +336,17 @@ class Kernel:
         mem.data[head:head + nr] = sw.data[mem.swap[head:head + nr]]
         self.vmstat["pswpin"] += nr
 
+    def _swapin_order0_batch(self, slots: np.ndarray) -> None:
+        """swapin_order0() for each of these slots nobody caches (the batched swap-in paths)."""
+        if not slots.size:
+            return
+        mem, sw = self.mem, self.swap
+        new = mem.alloc_order0_batch(slots.size)
+        sw.cache[slots] = new
+        mem.swap[new] = slots
+        mem.data[new] = sw.data[slots]
+        self.vmstat["pswpin"] += int(slots.size)
+
     def swapin_order0(self, slot: int) -> int:
         """read_swap_cache_async()/swapin_readahead() with page-cluster 0: one order-0 folio."""
         head = self.mem.alloc_folio(0)
@@ -812,7 +823,7 @@ class Kernel:
                         continue
                     self.try_to_unmap_one_pmd(mm, r, head)
             pages = ((mm.pte_kind == PTE_PRESENT) & (mm.pte_pfn >= head)
-                                   & (mm.pte_pfn < head + nr)).nonzero()[0]
+                     & (mm.pte_pfn < head + nr)).nonzero()[0]
             if pages.size and not self._try_to_unmap_ptes(mm, pages, head):
                 return
 
@@ -1437,13 +1448,7 @@ class Kernel:
             return False
         q = p + n
         slots = slots[:n].copy()
-        missing = slots[cache[:n] < 0]
-        if missing.size:  # swapin_readahead() with page-cluster 0: one order-0 folio per slot
-            new = mem.alloc_order0_batch(missing.size)
-            sw.cache[missing] = new
-            mem.swap[new] = missing
-            mem.data[new] = sw.data[missing]
-            self.vmstat["pswpin"] += int(missing.size)
+        self._swapin_order0_batch(slots[cache[:n] < 0])
         pfns = sw.cache[slots].copy()
         uw = mm.pte_uw[p:q].copy()
         self._set_present_pte(mm, slice(p, q), pfns, write=True, dirty=True, sd=True, uw=uw)
@@ -1500,13 +1505,7 @@ class Kernel:
             return False
         q = p + n
         slots = slots[:n].copy()
-        missing = slots[cache[:n] < 0]
-        if missing.size:  # swapin_readahead() with page-cluster 0: one order-0 folio per slot
-            new = mem.alloc_order0_batch(missing.size)
-            sw.cache[missing] = new
-            mem.swap[new] = missing
-            mem.data[new] = sw.data[missing]
-            self.vmstat["pswpin"] += int(missing.size)
+        self._swapin_order0_batch(slots[cache[:n] < 0])
         cached = sw.cache[slots].copy()
         sw.put(slots)  # every count stays above 0: folio_free_swap() keeps each folio cached
         copies = mem.alloc_order0_batch(n)

@@ -85,8 +85,8 @@ class SwapDevice:
         candidates = []
         if self.cur_cluster >= 0:
             candidates.append(self.cur_cluster)
-        candidates += [int(c) for c in ((self.cluster_order == 0)
-                                                       & (self.cluster_used < HPAGE_PMD_NR)).nonzero()[0]]
+        partial = (self.cluster_order == 0) & (self.cluster_used < HPAGE_PMD_NR)
+        candidates += [int(c) for c in partial.nonzero()[0]]
         candidates += [int(c) for c in (self.cluster_order == CLUSTER_FREE).nonzero()[0]]
         candidates += [int(c) for c in (self.cluster_used < HPAGE_PMD_NR).nonzero()[0]]
         for c in candidates:
