@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -24,10 +25,12 @@ from collections import defaultdict
 
 import numpy as np
 
+import models.mm as mm_mod
 from models import ops as O
 from models.invariants import check_invariants
 from models.observe import observe
 
+from . import oracle as oracle_mod
 from .decode import decode
 from .gen import generate
 from .oracle import Oracle
@@ -69,9 +72,6 @@ def bench_engines(n: int) -> list[tuple[str, float, float]]:
 def bench_breakdown(n: int) -> dict:
     """Where one flat 32-op execution's time goes, in ms (mean over n executions): model ops,
     observations, invariants, the oracle's own rules, and what an empty op costs."""
-    import fuzz.oracle as oracle_mod
-    import models.mm as mm_mod
-
     spent = defaultdict(float)
 
     def timed(fn, key):
@@ -174,8 +174,6 @@ def bench_scaling(n: int) -> tuple[list, list]:
 
 def _json_path_problem(path: str) -> str | None:
     """Why the JSON report cannot be written to `path` (it must be new), or None."""
-    import os
-
     if os.path.lexists(path):
         return "already exists (choose a new file; nothing is overwritten)"
     parent = os.path.dirname(os.path.abspath(path))
@@ -213,11 +211,9 @@ def main(argv=None) -> int:
     print(f"engines: {args.execs} executions of 32-op sequences, full oracle after every op, "
           "median of 3")
     rows = bench_engines(args.execs)
-    report["engines"] = [{"engine": e.strip(), "execs_per_s": None if x != x else x, "ops_per_s": o}
-                         for e, x, o in rows]
+    report["engines"] = [{"engine": e, "execs_per_s": x, "ops_per_s": o} for e, x, o in rows]
     for e, x, o in rows:
-        rate = "" if x != x else f"{x:8.1f} exec/s"
-        print(f"  {e:<46} {rate:>15} {o:9.0f} ops/s")
+        print(f"  {e:<34} {x:8.1f} exec/s {o:9.0f} ops/s")
     parts = bench_breakdown(max(5, args.execs))
     report["breakdown_ms_per_exec"] = parts
     print("where one flat 32-op execution's time goes (mean ms):")
