@@ -1420,8 +1420,9 @@ class Kernel:
     def _batch_swapin_writes(self, mm: MM, vma: Vma, p: int, end: int) -> bool:
         """do_swap_page() write faults on a run of PTE swap entries that each end with their own
         page mapped writable, so the run is done at once (the same state as one fault per page):
-        exclusive entries whose slots are not cached, or cached by an unmapped order-0 folio; and
-        non-exclusive entries whose slot nobody else references (count 1) and nobody caches."""
+        exclusive entries (soft-dirty-tracked or not) whose slots are not cached, or cached by an
+        unmapped order-0 folio; and non-exclusive entries whose slot nobody else references
+        (count 1) and nobody caches. Shared entries go to _batch_shared_swapin_writes."""
         mem, sw = self.mem, self.swap
         if not self._swapin_batch_may_start(mm, vma, p):
             return False
