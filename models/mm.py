@@ -134,6 +134,11 @@ class MM:
         self.pmd_swp_excl[r] = False
 
 
+def leading_run(mask: np.ndarray) -> int:
+    """How many entries at the start of `mask` are True (the length of a batchable run)."""
+    return mask.size if mask.all() else int(np.argmin(mask))
+
+
 def region_slice(r: int) -> slice:
     return slice(r * HPAGE_PMD_NR, (r + 1) * HPAGE_PMD_NR)
 
@@ -655,8 +660,7 @@ class Kernel:
         pfn = int(mm.pte_pfn[p])
         n = min(end - p, head + nr - pfn)
         ok = (mm.pte_kind[p:p + n] == PTE_PRESENT) & (mm.pte_pfn[p:p + n] == np.arange(pfn, pfn + n))
-        bad = (~ok).nonzero()[0]
-        return int(bad[0]) if bad.size else n
+        return leading_run(ok)
 
     def shrink_folio_list(self, heads: list[int]) -> None:
         """shrink_folio_list() for anonymous folios (reclaim_pages from MADV_PAGEOUT)."""
@@ -718,7 +722,7 @@ class Kernel:
         q = np.array(queue[:HPAGE_PMD_NR], dtype=np.int64)
         ok = ((mem.head[q] == q) & (mem.order[q] == 0) & ~mem.lazyfree[q] & (mem.swap[q] < 0)
               & ~mem.writeback[q] & (mem.mapcount[q] == 1))
-        n = int(np.argmin(ok)) if not ok.all() else q.size
+        n = leading_run(ok)
         if n < 2:
             return False
         heads = q[:n]
@@ -1311,8 +1315,7 @@ class Kernel:
         ok = mm.pte_kind[p:end] == PTE_PRESENT
         if write:
             ok &= mm.pte_write[p:end]
-        bad = (~ok).nonzero()[0]
-        q = p + (int(bad[0]) if bad.size else end - p)
+        q = p + leading_run(ok)
         return q, (mm.pte_pfn[p:q] if q > p else None)
 
     def access_range(self, mm: MM, lo: int, hi: int, write: bool, value: int | None,
@@ -1365,8 +1368,7 @@ class Kernel:
         mem = self.mem
         pk = mm.pte_kind[p:end]
         if pk[0] == PTE_NONE:
-            bad = (pk != PTE_NONE).nonzero()[0]
-            q = p + (int(bad[0]) if bad.size else end - p)
+            q = p + leading_run(pk == PTE_NONE)
             if kind == PMD_NONE:
                 mm.pmd_kind[r] = PMD_TABLE
             pfns = mem.alloc_order0_batch(q - p)
@@ -1384,8 +1386,7 @@ class Kernel:
         ro = (pk == PTE_PRESENT) & ~mm.pte_write[p:end] & ~(mm.pte_uw[p:end] & vma.uffd_wp)
         reuse = ro & (pfns != ZERO_PFN) & mem.anon_exclusive[safe]
         if reuse[0]:
-            bad = (~reuse).nonzero()[0]
-            q = p + (int(bad[0]) if bad.size else end - p)
+            q = p + leading_run(reuse)
             mm.pte_write[p:q] = True  # wp_page_reuse(): maybe_mkwrite(pte_mkdirty(entry))
             mm.pte_dirty[p:q] = mm.pte_sd[p:q] = True
             return True
@@ -1402,8 +1403,7 @@ class Kernel:
             (mem.order[hsafe] == 0) & (mem.swap[safe] < 0) & (mem.mapcount[safe] > 1)))
         if not copy[0]:
             return False
-        bad = (~copy).nonzero()[0]
-        q = p + (int(bad[0]) if bad.size else end - p)
+        q = p + leading_run(copy)
         old = pfns[:q - p].copy()
         new = mem.alloc_order0_batch(q - p)
         mem.data[new] = mem.data[old]
@@ -1444,7 +1444,7 @@ class Kernel:
         sole = ~excl & (cache < 0) & (sw.count[slots] == 1)
         ok = ((mm.pte_kind[sl] == PTE_SWAP) & ((excl & ((cache < 0) | small_unmapped)) | sole)
               & ~(mm.pte_uw[sl] & vma.uffd_wp))
-        n = int(np.argmin(ok)) if not ok.all() else ok.size
+        n = leading_run(ok)
         if n < 2:
             return False
         q = p + n
@@ -1501,7 +1501,7 @@ class Kernel:
             & ~mem.anon_exclusive[safe]
         ok = ((mm.pte_kind[sl] == PTE_SWAP) & ~mm.pte_swp_excl[sl] & ((cache < 0) | small_shared)
               & (sw.count[slots] > 1) & ~(mm.pte_uw[sl] & vma.uffd_wp))
-        n = int(np.argmin(ok)) if not ok.all() else ok.size
+        n = leading_run(ok)
         if n < 2:
             return False
         q = p + n
