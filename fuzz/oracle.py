@@ -58,9 +58,13 @@ TOLERATED = (
               "a page can be present in one model and none in the other; uffd-wp is kept on the entry "
               "but not on a none anonymous PTE, so a later write traps in one model only, and "
               "UFFDIO_MOVE finds a source in one model only", "1.4, 1.6, 1.9, 3.2 D1"),
-    Tolerated("pmd_zapped", "taint the (pid, region); end lockstep",
-              "a zapped PMD swap entry leaves the PMD none (a later touch can fault a fresh THP) "
-              "where legacy keeps an empty PTE table", "1.5, 3.2 D6"),
+    Tolerated("pmd_zapped", "where legacy kept a PTE table there: taint the (pid, region); "
+              "end lockstep",
+              "a zapped PMD swap entry leaves the PMD none (a later touch can fault a fresh THP). "
+              "Legacy keeps the emptied PTE table after MADV_FREE (madvise_free_pte_range() never "
+              "frees tables); after a whole-2 MiB MADV_DONTNEED it frees the table too "
+              "(CONFIG_PT_RECLAIM, zap_pte_range() in mm/memory.c), and munmap/exit free it with "
+              "the VMA, so there nothing differs and nothing is tainted", "1.5, 3.2 D6"),
     Tolerated("uffd_move_refused", "taint the destination (pid, region); end lockstep",
               "a UFFDIO_MOVE of a whole PMD swap entry refused with -EBUSY leaves the destination "
               "PMD none, where legacy's PTE path allocated an empty PTE table before refusing at the "
@@ -77,6 +81,12 @@ TOLERATED = (
               "after a whole-2 MiB swap-in the PMD model holds the pages resident, so MADV_FREE only "
               "marks them lazyfree (old data until reclaim), where legacy drops the swap entries it "
               "still has (zeros); MADV_FREE allows either", "1.6, 3.2 D1"),
+    Tolerated("pmd_swapout_dirty_not_sd", "soft-dirty compared one-sided (PMD model subset of "
+              "legacy) on the region's pages until clear_refs; the pages follow moves and fork",
+              "legacy swaps a dirty PMD-mapped THP out through a TTU_SPLIT_HUGE_PMD split, whose "
+              "pte_mkdirty() sets soft-dirty on x86 (__split_huge_pmd_locked(), mm/huge_memory.c), "
+              "so after clear_refs its 512 swap PTEs are soft-dirty; the PMD swap entry keeps the "
+              "PMD's own (clear) soft-dirty bit", "D9 (docs/models.md)"),
     Tolerated("soft_dirty_superset", "soft-dirty compared one-sided (legacy subset of PMD) in "
               "regions written or moved since clear_refs, and in tainted regions; equal elsewhere",
               "a write through a PMD marks all 512 pages dirty and soft-dirty; an aligned mremap "
@@ -186,6 +196,9 @@ class Oracle:
         # written or moved since the last clear_refs: D5, D7); elsewhere soft-dirty must be equal
         self.sd_loose: dict[int, np.ndarray] = {}
         self.diverged: dict[int, np.ndarray] = {}  # tainted pages whose residency differed
+        # pages where legacy may legitimately be soft-dirty while the PMD model is not (a dirty
+        # THP swapped out since clear_refs: legacy's split made its PTEs soft-dirty, D9)
+        self.sd_legacy_more: dict[int, np.ndarray] = {}
 
     # ---- bookkeeping that follows pages through ops -------------------------------------------
     def _follow(self, op: O.Op, res: int, pids_before: set[int]) -> None:
@@ -199,6 +212,8 @@ class Oracle:
             self.shadow[child] = self.shadow.get(pid, np.zeros(O.VA_PAGES, bool)).copy()
             if pid in self.sd_loose:
                 self.sd_loose[child] = self.sd_loose[pid].copy()
+            if pid in self.sd_legacy_more:
+                self.sd_legacy_more[child] = self.sd_legacy_more[pid].copy()
             if pid in self.diverged:
                 self.diverged[child] = self.diverged[pid].copy()
             if pid in self.freed:
@@ -209,6 +224,7 @@ class Oracle:
             self.detached.discard(pid)
             self.shadow.pop(pid, None)
             self.sd_loose.pop(pid, None)
+            self.sd_legacy_more.pop(pid, None)
             self.diverged.pop(pid, None)
             self.freed.pop(pid, None)
             self.freed_value.pop(pid, None)
@@ -230,6 +246,7 @@ class Oracle:
         elif isinstance(op, O.ClearRefs):
             self.shadow[pid] = np.zeros(O.VA_PAGES, dtype=bool)
             self.sd_loose.pop(pid, None)
+            self.sd_legacy_more.pop(pid, None)
         w = self.legacy.written
         if w is not None:
             p, a, b = w
@@ -340,12 +357,13 @@ class Oracle:
             sh[src:src + n] = sh[dst:dst + n] = False
             dv = self.diverged.setdefault(pid, np.zeros(O.VA_PAGES, bool))
             dv[src:src + n] = dv[dst:dst + n] = dv[src:src + n] | dv[dst:dst + n]
-            fr = self.freed.setdefault(pid, np.zeros(O.VA_PAGES, bool))
-            either = fr[src:src + n] | fr[dst:dst + n]
-            fr[src:src + n] = fr[dst:dst + n] = either
+            for masks in (self.freed, self.sd_legacy_more):
+                fr = masks.setdefault(pid, np.zeros(O.VA_PAGES, bool))
+                either = fr[src:src + n] | fr[dst:dst + n]
+                fr[src:src + n] = fr[dst:dst + n] = either
             return
         for shadows, dtype in ((self.shadow, bool), (self.freed, bool), (self.freed_value, np.uint32),
-                               (self.diverged, bool)):
+                               (self.diverged, bool), (self.sd_legacy_more, bool)):
             sh = shadows.setdefault(pid, np.zeros(O.VA_PAGES, dtype))
             moved = sh[src:src + n].copy()
             sh[src:src + n] = 0
@@ -368,9 +386,19 @@ class Oracle:
             self.detached.add(op.pid)
             rl = rp
         for ev in events:
-            if ev[0] in ("pmd_zapped", "uffd_move_refused", "uffd_move_src_none"):
+            if ev[0] == "pmd_zapped":
+                # TOLERATED pmd_zapped: only where legacy kept an (empty) PTE table
+                lmm = self.legacy.mms.get(ev[1])
+                if lmm is not None and lmm.pmd_kind[ev[2]] == PMD_TABLE:
+                    self.tainted.add((ev[1], ev[2]))
+                    self.lockstep = False
+            elif ev[0] in ("uffd_move_refused", "uffd_move_src_none"):
                 self.tainted.add((ev[1], ev[2]))
                 self.lockstep = False
+            elif ev[0] == "pmd_swapout_dirty_not_sd":
+                r = ev[2]
+                self.sd_legacy_more.setdefault(ev[1], np.zeros(O.VA_PAGES, bool))[
+                    r * HPAGE_PMD_NR:(r + 1) * HPAGE_PMD_NR] = True
             elif ev[0] in ("pmd_swapin", "pmd_unuse"):
                 self._taint_slot_sharers(ev[1], ev[2], ev[3])
         if risky and (rl != rp or self._contents_differ(op.pid, ol, op_)):
@@ -489,14 +517,26 @@ class Oracle:
                         return self._div("soft-dirty", i, op, pid, bad,
                                          f"a page written since clear_refs is not soft-dirty in {name}",
                                          int(a.soft_dirty[bad[0]]), int(b.soft_dirty[bad[0]]))
-            bad = (both & a.soft_dirty & ~b.soft_dirty).nonzero()[0]
+            legacy_more = self.sd_legacy_more.get(pid)
+            one_sided = both if legacy_more is None else both & ~legacy_more
+            bad = (one_sided & a.soft_dirty & ~b.soft_dirty).nonzero()[0]
             if bad.size:
                 return self._div("soft-dirty", i, op, pid, bad,
                                  "soft-dirty in legacy but not in the PMD model", 1, 0)
-            # TOLERATED soft_dirty_superset only where a write or a move since clear_refs allows it
-            strict = both & ~self._tainted_mask(pid)
+            # TOLERATED soft_dirty_superset only where a write or a move since clear_refs allows
+            # it; TOLERATED pmd_swapout_dirty_not_sd the other way round
+            strict = one_sided & ~self._tainted_mask(pid)
             if pid in self.sd_loose:
                 strict &= ~self.sd_loose[pid]
+            if legacy_more is not None:
+                pmd_more = both & legacy_more & b.soft_dirty & ~a.soft_dirty
+                if pid in self.sd_loose:
+                    pmd_more &= ~self.sd_loose[pid]
+                bad = pmd_more.nonzero()[0]
+                if bad.size:
+                    return self._div("soft-dirty", i, op, pid, bad,
+                                     "soft-dirty in the PMD model but not in legacy on a dirty "
+                                     "THP swapped out since clear_refs", 0, 1)
             bad = (strict & (a.soft_dirty != b.soft_dirty)).nonzero()[0]
             if bad.size:
                 return self._div("soft-dirty", i, op, pid, bad,

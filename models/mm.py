@@ -878,7 +878,8 @@ class Kernel:
             return EBUSY
         for mm in self.mms.values():
             for r in ((mm.pmd_kind == PMD_HUGE) & (mm.pmd_pfn == head)).nonzero()[0]:
-                self.split_huge_pmd(mm, int(r))
+                # unmap_folio(): try_to_migrate(TTU_SPLIT_HUGE_PMD) -> a freeze split
+                self._split_present_huge_pmd(mm, int(r), freeze=True)
         mem.split_folio_to_order0(head)
         # pages nobody maps and the swap cache does not hold are freed by the split
         for pfn in range(head, head + HPAGE_PMD_NR):
@@ -886,8 +887,19 @@ class Kernel:
                 mem.free_folio(pfn)
         return 0
 
-    def _split_present_huge_pmd(self, mm: MM, r: int) -> None:
-        """__split_huge_pmd_locked(), present anon branch (unchanged by the series)."""
+    def _split_present_huge_pmd(self, mm: MM, r: int, freeze: bool = False) -> None:
+        """__split_huge_pmd_locked() (mm/huge_memory.c), present anon branch (unchanged by the
+        series).
+
+        Without `freeze` the PTEs are built directly: `if (dirty) entry = pte_mkdirty(entry)` with
+        the comment "this may set soft-dirty too on some archs", and on x86 pte_mkdirty() sets
+        _PAGE_DIRTY | _PAGE_SOFT_DIRTY (arch/x86/include/asm/pgtable.h), so a dirty PMD gives 512
+        soft-dirty PTEs even after clear_refs cleared the PMD's soft-dirty bit (clear_refs keeps
+        pmd_dirty). This is every split but the folio split's: reclaim's TTU_SPLIT_HUGE_PMD,
+        partial zap/mprotect/MADV_FREE, VMA splits, wp_huge_pmd's fallback, UFFDIO_MOVE.
+        With `freeze` (split_folio's unmap_folio(), via migration entries) remove_migration_pte()
+        (mm/migrate.c) makes the PTE dirty from the entry but then sets soft-dirty only from the
+        migration entry's own bit (pte_clear_soft_dirty() otherwise): the PMD's soft-dirty bit."""
         mem = self.mem
         head = int(mm.pmd_pfn[r])
         sl = region_slice(r)
@@ -895,7 +907,7 @@ class Kernel:
         mm.pte_pfn[sl] = np.arange(head, head + HPAGE_PMD_NR, dtype=np.int32)
         mm.pte_write[sl] = mm.pmd_write[r]
         mm.pte_dirty[sl] = mm.pmd_dirty[r]
-        mm.pte_sd[sl] = mm.pmd_sd[r]
+        mm.pte_sd[sl] = mm.pmd_sd[r] or (mm.pmd_dirty[r] and not freeze)
         mm.pte_uw[sl] = mm.pmd_uw[r]
         mm.pte_swp_off[sl] = -1
         mm.pte_swp_excl[sl] = False
@@ -1543,7 +1555,25 @@ class Kernel:
 
     def op_dontneed(self, op: O.Dontneed) -> int:
         lo, hi = self._range(op)
-        return self._madvise_walk(self.mms[op.pid], lo, hi, self.unmap_page_range)
+        return self._madvise_walk(self.mms[op.pid], lo, hi, self.madvise_dontneed_single_vma)
+
+    def madvise_dontneed_single_vma(self, mm: MM, lo: int, hi: int) -> None:
+        """madvise_dontneed_single_vma() (mm/madvise.c): zap with `.reclaim_pt = true`.
+
+        CONFIG_PT_RECLAIM is def_bool y on x86-64 (mm/Kconfig, arch/x86/Kconfig selects
+        MMU_GATHER_RCU_TABLE_FREE), so zap_pte_range() (mm/memory.c) frees a PTE table whose
+        whole 2 MiB lies in this zap (pte_table_reclaim_possible(): `end - start >= PMD_SIZE`)
+        once nothing was skipped: in an anonymous VMA a zapped swap entry leaves no uffd-wp
+        marker (cond_install_uffd_wp_ptes() returns false for vma_is_anonymous()), so every
+        entry counts. The PMD is then none and the next fault in a MADV_HUGEPAGE VMA can map a
+        THP. Partial ranges (a split PMD) keep their table."""
+        self.unmap_page_range(mm, lo, hi)
+        for r, a, b in regions_of(lo, hi):
+            if b - a == HPAGE_PMD_NR and mm.pmd_kind[r] == PMD_TABLE:
+                # zap_empty_pte_table() / zap_pte_table_if_empty(), then pte_free_tlb()
+                if (mm.pte_kind[region_slice(r)] != PTE_NONE).any():
+                    raise ModelBug("reclaiming a PTE table that still has entries")
+                mm.clear_pmd(r)
 
     def op_free(self, op: O.Free) -> int:
         lo, hi = self._range(op)

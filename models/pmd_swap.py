@@ -67,6 +67,11 @@ class PmdSwapKernel(Kernel):
         mem.anon_exclusive[head:head + HPAGE_PMD_NR] = False  # folio_try_share_anon_rmap_pmd()
         if mm.pmd_dirty[r]:
             mem.dirty[head] = True
+            if not mm.pmd_sd[r]:
+                # the entry keeps only the PMD's soft-dirty bit (pmd_swp_mksoft_dirty, as
+                # set_pmd_migration_entry() does), where legacy's TTU_SPLIT_HUGE_PMD split of
+                # this dirty PMD gave 512 soft-dirty PTEs (pte_mkdirty() on x86) (D9)
+                self.events.append(("pmd_swapout_dirty_not_sd", mm.pid, r))
         mem.entire_mapcount[head] -= 1
         sd, uw = bool(mm.pmd_sd[r]), bool(mm.pmd_uw[r])
         mm.clear_pmd(r, PMD_SWAP)  # the deposited page table stays with the entry

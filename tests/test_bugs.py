@@ -79,7 +79,9 @@ DIRECTED: dict[str, list[O.Op]] = {
     "unuse_pmd_drops_uffd_wp": [_mmap(), _fill(), _REGISTER, _WP, _PAGEOUT, O.Swapoff()],
     "unuse_pmd_wrong_subpage_order": [_mmap(), _fill(), _PAGEOUT, O.Evict(), O.Swapoff()],
     # an aligned mremap of a registered range (legacy must use move_ptes) after clear_refs
-    "move_huge_pmd_forgets_soft_dirty": [_mmap(), _fill(), O.ClearRefs(0), _PAGEOUT, _REGISTER,
+    # clear_refs after the pageout: before it, legacy's split of the dirty PMD made its swap PTEs
+    # soft-dirty (D9); the uffd-wp registration makes legacy's mremap use move_ptes()
+    "move_huge_pmd_forgets_soft_dirty": [_mmap(), _fill(), _PAGEOUT, O.ClearRefs(0), _REGISTER,
                                          O.MremapMove(0, 0, N, 2 * N)],
     "move_huge_pmd_keeps_uffd_wp": [_mmap(), _fill(), _REGISTER, _WP, _PAGEOUT,
                                     O.MremapMove(0, 0, N, 2 * N)],

@@ -25,6 +25,7 @@ from models import ops as O
 from models.errors import BadOp
 from models.invariants import check_invariants
 from models.legacy import LegacyKernel
+from models.mm import PMD_NONE, PMD_TABLE
 from scenario_helpers import apply, assert_counters, assert_pages, assert_slots, val
 from models.observe import NONE, PRESENT, SWAPPED, UNMAPPED, observe
 
@@ -405,17 +406,26 @@ def case_mprotect_whole(s: Setup) -> None:
     assert_pages(k, 0, [p], contents=val(2, [p]), state=PRESENT)
 
 
-def _zap_then_read(s: Setup, op: O.Op) -> None:
+def _zap_then_read(s: Setup, op: O.Op, table_freed: bool) -> None:
     k, p = s.k, s.p
     apply(k, op)
+    assert k.mms[0].pmd_kind[p // N] == (PMD_NONE if table_freed else PMD_TABLE)
     if s.swapped:
         assert_pages(k, 0, s.pages, state=NONE, contents=0)
         assert_counters(k, 0, 0, 0)
         _unmapped_slots_after_put(s, s.pages)
     apply(k, O.Fault(0, p, write=False))
-    # the PTE table stays (no CONFIG_PT_RECLAIM), so a read maps the shared zero page (§1.5)
-    assert_pages(k, 0, [p], state=PRESENT, contents=0, pmd_level=False)
-    assert_counters(k, 0, 0, 0)
+    if table_freed:
+        # MADV_DONTNEED of the whole 2 MiB frees the emptied PTE table (CONFIG_PT_RECLAIM,
+        # zap_pte_range() in mm/memory.c): the PMD is none, so the read faults a zeroed THP
+        # (in a MADV_HUGEPAGE VMA; else a new table and the zero page)
+        huge = k.mms[0].find_vma(p).hugepage
+        assert_pages(k, 0, s.pages if huge else [p], state=PRESENT, contents=0, pmd_level=huge)
+        assert_counters(k, 0, N if huge else 0, 0)
+    else:
+        # MADV_FREE keeps the PTE table, so a read maps the shared zero page (§1.5)
+        assert_pages(k, 0, [p], state=PRESENT, contents=0, pmd_level=False)
+        assert_counters(k, 0, 0, 0)
     for pid in s.pids[1:]:
         assert_pages(k, pid, s.pages, state=SWAPPED, contents=val(1, s.pages), swp_off=s.slots)
 
@@ -427,7 +437,7 @@ def case_madv_free(s: Setup) -> None:
     clears the PMD and zaps the deposited table), so the next read faults a fresh THP."""
     k, p = s.k, s.p
     if s.swapped:
-        _zap_then_read(s, O.Free(0, 0, N))
+        _zap_then_read(s, O.Free(0, 0, N), table_freed=False)
         return
     apply(k, O.Free(0, 0, N))
     _expect_data_intact(s)
@@ -449,21 +459,18 @@ def case_madv_free(s: Setup) -> None:
 
 def case_madv_dontneed(s: Setup) -> None:
     """MADV_DONTNEED (§1.5 LEGACY zap): swap PTEs put their slots, reads give zeros; a PMD-mapped THP is
-    zapped whole (zap_huge_pmd: PMD none, so the next read faults a fresh THP), a PTE-mapped one leaves
-    its table (the next read maps the zero page)."""
+    zapped whole (zap_huge_pmd: PMD none), and a PTE table the zap covered whole is freed
+    (CONFIG_PT_RECLAIM, M1), so in every case the next read faults a fresh THP."""
     k, p = s.k, s.p
     if s.swapped:
-        _zap_then_read(s, O.Dontneed(0, 0, N))
+        _zap_then_read(s, O.Dontneed(0, 0, N), table_freed=True)
         return
     apply(k, O.Dontneed(0, 0, N))
     assert_pages(k, 0, s.pages, state=NONE, contents=0)
     assert_counters(k, 0, 0, 0)
     apply(k, O.Fault(0, p, write=False))
-    if s.pmd_mapped:
-        assert_pages(k, 0, s.pages, state=PRESENT, contents=0, pmd_level=True)
-        assert_counters(k, 0, N, 0)
-    else:
-        assert_pages(k, 0, [p], state=PRESENT, contents=0, pmd_level=False)
+    assert_pages(k, 0, s.pages, state=PRESENT, contents=0, pmd_level=True)
+    assert_counters(k, 0, N, 0)
 
 
 def _mremap(s: Setup, dst: int) -> np.ndarray:
@@ -566,24 +573,32 @@ def case_uffd_wp(s: Setup) -> None:
 
 
 def case_soft_dirty(s: Setup) -> None:
-    """clear_refs 4 then pageout (§1.11 LEGACY, notes Q6; §1.2 step 5): SD clear on every swap entry; the
-    swap-in of an SD-clear entry maps RO (pte_needs_soft_dirty_wp), so the write goes through
-    do_wp_page() and sets SD on the written page only."""
+    """clear_refs 4 then pageout (§1.11 LEGACY, notes Q6; §1.2 step 5): SD clear on every swap entry
+    (but a PMD-mapped THP's split sets it: a dirty PMD, M2); the swap-in of an SD-clear entry maps RO
+    (pte_needs_soft_dirty_wp), so the write goes through do_wp_page() and sets SD on the written
+    page only."""
     k, p = s.k, s.p
     apply(k, O.ClearRefs(0))
     assert_pages(k, 0, s.pages, soft_dirty=False)
+    sd = False
     if not s.swapped:
         apply(k, O.Pageout(0, 0, N))  # a whole THP: slots 512.., folio cached under writeback
         slots = THP_SLOT + np.arange(N)
         m = s.pages  # the cached 512-page folio is mapped as one batch
+        # Linux 7.3: reclaim splits a PMD-mapped THP (TTU_SPLIT_HUGE_PMD); clear_refs kept the PMD
+        # dirty, and __split_huge_pmd_locked()'s pte_mkdirty() sets soft-dirty on x86, so all 512
+        # swap PTEs are soft-dirty (mm/huge_memory.c, arch/x86/include/asm/pgtable.h pte_mkdirty)
+        sd = s.pmd_mapped
     else:
         slots = s.slots
         m = _faulted(s)
-    assert_pages(k, 0, s.pages, state=SWAPPED, swp_off=slots, soft_dirty=False)
+    assert_pages(k, 0, s.pages, state=SWAPPED, swp_off=slots, soft_dirty=sd)
     apply(k, O.Write(0, p, 1, value=3))
     assert_pages(k, 0, [p], state=PRESENT, soft_dirty=True, writable=True, contents=val(3, [p]))
-    assert_pages(k, 0, np.setdiff1d(m, [p]), state=PRESENT, soft_dirty=False, writable=False)
-    assert_pages(k, 0, np.setdiff1d(s.pages, [p]), soft_dirty=False,
+    # a soft-dirty entry needs no soft-dirty write-protection (pte_needs_soft_dirty_wp()), so the
+    # batch maps writable
+    assert_pages(k, 0, np.setdiff1d(m, [p]), state=PRESENT, soft_dirty=sd, writable=sd)
+    assert_pages(k, 0, np.setdiff1d(s.pages, [p]), soft_dirty=sd,
                  contents=val(1, np.setdiff1d(s.pages, [p])))
     assert_counters(k, 0, m.size, s.n - m.size)
 
