@@ -61,10 +61,13 @@ class Vma:
     hugepage: bool = False  # VM_HUGEPAGE
     uffd_wp: bool = False  # registered with UFFDIO_REGISTER_MODE_WP (VM_UFFD_WP)
     softdirty: bool = True  # VM_SOFTDIRTY: set on new VMAs, cleared by clear_refs
-    anon_vma: int = 0  # anon_vma identity: VMAs merge only within one anon_vma
+    anon_vma: int = 0  # anon_vma identity, 0 = none yet (anon_vma_prepare() at the first fault)
+    fork_child: bool = False  # vma_is_fork_child(): forked with an anon_vma (a non-singular chain)
 
     def flags(self) -> tuple:
-        return (self.prot, self.hugepage, self.uffd_wp, self.softdirty, self.anon_vma)
+        """What must be equal for a merge (is_mergeable_vma()): VM_SOFTDIRTY is not among them,
+        it is a sticky flag (VMA_IGNORE_MERGE_FLAGS = VMA_STICKY_FLAGS, include/linux/mm.h)."""
+        return (self.prot, self.hugepage, self.uffd_wp)
 
 
 class MM:
@@ -226,14 +229,45 @@ class Kernel:
         mm.vmas[i:i + 1] = [replace(v, end=at), replace(v, start=at)]
 
     def vma_merge_all(self, mm: MM) -> None:
-        """vma_merge(): adjacent VMAs with the same flags and anon_vma become one."""
+        """vma_merge_new_range() / vma_merge_existing_range() (mm/vma.c): adjacent VMAs whose flags
+        match and whose anon_vmas are compatible become one.
+
+        is_mergeable_anon_vma(): the same anon_vma, or one side without one, unless the side with
+        one is a fork child (vma_is_fork_child()). The merged VMA has VM_SOFTDIRTY if either had
+        it (sticky). Simplification: the kernel tries only the changed range against its
+        neighbours; merging every pair gives the same list, since no op makes two neighbours
+        compatible without also trying to merge them."""
         out: list[Vma] = []
         for v in sorted(mm.vmas, key=lambda v: v.start):
-            if out and out[-1].end == v.start and out[-1].flags() == v.flags():
-                out[-1] = replace(out[-1], end=v.end)
+            if out and out[-1].end == v.start and self._vmas_mergeable(out[-1], v):
+                a = out[-1]
+                out[-1] = replace(a, end=v.end, softdirty=a.softdirty or v.softdirty,
+                                  anon_vma=a.anon_vma or v.anon_vma,
+                                  fork_child=a.fork_child or v.fork_child)
             else:
                 out.append(v)
         mm.vmas = out
+
+    @staticmethod
+    def _vmas_mergeable(a: Vma, b: Vma) -> bool:
+        if a.flags() != b.flags():
+            return False
+        if a.anon_vma == b.anon_vma:
+            return True  # case 3: already shared (or neither has one)
+        if a.anon_vma and b.anon_vma:
+            return False
+        # cases 1 and 2: one side has none; not with a fork child's anon_vma
+        return not (a.fork_child if a.anon_vma else b.fork_child)
+
+    def anon_vma_prepare(self, mm: MM, page: int) -> Vma:
+        """anon_vma_prepare() / vmf_anon_prepare() (mm/rmap.c): the VMA gets its anon_vma when
+        the first anonymous folio is mapped into it (not on a zero-page read fault)."""
+        v = mm.find_vma(page)
+        if v is None or v.anon_vma:
+            return v  # no VMA: the fault itself gives SIGSEGV
+        nv = replace(v, anon_vma=self._new_anon_vma())
+        mm.vmas[mm.vmas.index(v)] = nv
+        return nv
 
     def set_vma_flags(self, mm: MM, lo: int, hi: int, **changes) -> None:
         """mprotect_fixup()/userfaultfd_register(): split at lo/hi, change flags, merge."""
@@ -275,6 +309,14 @@ class Kernel:
         sw.delete_from_swap_cache(mem, head)
         mem.dirty[head] = True
         return True
+
+    def _swap_cache_holds(self, head: int) -> bool:
+        """In the swap cache, and folio_free_swap() would keep it there."""
+        mem = self.mem
+        if not mem.in_swapcache(head):
+            return False
+        nr = mem.nr_pages(head)
+        return bool(mem.writeback[head]) or bool((self.swap.count[mem.swap[head:head + nr]] > 0).any())
 
     def folio_put_if_unused(self, head: int) -> None:
         """The caller dropped a mapping: free_swap_cache() then the last folio_put()."""
@@ -426,6 +468,7 @@ class Kernel:
 
     def do_huge_pmd_anonymous_page(self, mm: MM, vma: Vma, r: int, fail_alloc: bool) -> bool:
         """do_huge_pmd_anonymous_page() (mm/huge_memory.c, unchanged by the series); False = fallback."""
+        self.anon_vma_prepare(mm, vma.start)  # vmf_anon_prepare(), before the allocation
         if fail_alloc:
             self.vmstat["thp_fault_fallback"] += 1
             return False
@@ -516,10 +559,14 @@ class Kernel:
         """wp_can_reuse_anon_folio() / __wp_can_reuse_large_anon_folio()."""
         mem = self.mem
         if mem.nr_pages(head) > 1:
+            # __wp_can_reuse_large_anon_folio() (mm/memory.c)
             mapcount = mem.folio_mapcount(head)
             if mapcount <= 1 or self.folio_maybe_mapped_shared(head):
                 return False
-            return mapcount == mem.folio_ref_count(head)  # the swap cache's references break it
+            if mem.in_swapcache(head):
+                # "freeing up the swapcache will fail if some PTEs are still swap entries"
+                self.folio_free_swap(head)
+            return mapcount == mem.folio_ref_count(head)
         if mem.folio_ref_count(head) > 1 + (1 if mem.in_swapcache(head) else 0):
             return False
         if mem.in_swapcache(head):
@@ -639,19 +686,21 @@ class Kernel:
             head = int(mem.head[pfn])
             nr = mem.nr_pages(head)
             if nr > 1:
-                if self.folio_maybe_mapped_shared(head):
-                    break  # the kernel leaves the rest of this PMD alone
+                # madvise_folio_pte_batch(); a folio not fully mapped here is split unless it
+                # may be mapped shared, which skips the batch and goes on (`continue`, not the
+                # end of the walk: mm/madvise.c madvise_cold_or_pageout_pte_range())
                 n = self._folio_pte_batch(mm, p, b, head)
                 if n < nr:
-                    if self.split_folio(head) != 0:
-                        p += 1
+                    if self.folio_maybe_mapped_shared(head) or self.split_folio(head) != 0:
+                        p += n  # skipped, or the split failed: leave it and advance past the batch
                     continue  # re-examine p: the folio is small now
+            else:
+                n = 1
+            # "Do not interfere with other mappings of this folio": fully mapped here, so
+            # exclusive iff folio_mapcount(folio) == folio_nr_pages(folio)
+            if mem.folio_mapcount(head) == nr:
                 out.append(head)
-                p += n
-                continue
-            if mem.mapcount[pfn] == 1:  # folio_mapcount(folio) == folio_nr_pages(folio)
-                out.append(head)
-            p += 1
+            p += n
         return out
 
     def _folio_pte_batch(self, mm: MM, p: int, end: int, head: int) -> int:
@@ -1087,12 +1136,12 @@ class Kernel:
             head = int(mem.head[pfn])
             nr = mem.nr_pages(head)
             if nr > 1:
-                if self.folio_maybe_mapped_shared(head):
-                    break
+                # as in MADV_PAGEOUT: a partly mapped folio that may be mapped shared is skipped
+                # batch by batch (`continue`, mm/madvise.c madvise_free_pte_range())
                 n = self._folio_pte_batch(mm, p, b, head)
                 if n < nr:
-                    if self.split_folio(head) != 0:
-                        p += 1
+                    if self.folio_maybe_mapped_shared(head) or self.split_folio(head) != 0:
+                        p += n
                     continue
             else:
                 n = 1
@@ -1297,7 +1346,7 @@ class Kernel:
             return ENOMEM  # beyond TASK_SIZE
         if mm.vmas_in(lo, hi):
             return EEXIST  # MAP_FIXED_NOREPLACE
-        mm.vmas.append(Vma(lo, hi, hugepage=op.hugepage, anon_vma=self._new_anon_vma()))
+        mm.vmas.append(Vma(lo, hi, hugepage=op.hugepage))  # no anon_vma until the first fault
         self.vma_merge_all(mm)
         return O.OK
 
@@ -1355,6 +1404,10 @@ class Kernel:
                 continue
             if p >= VA_PAGES:
                 return O.SIGSEGV
+            if write:
+                # every write fault that gets here maps an anonymous folio (do_anonymous_page(),
+                # wp_page_copy(), or a swap-in in a VMA that already has an anon_vma)
+                self.anon_vma_prepare(mm, p)
             if write and self._batch_write_faults(mm, p, hi):
                 continue
             faults += 1
@@ -1403,13 +1456,15 @@ class Kernel:
             mm.pte_dirty[p:q] = mm.pte_sd[p:q] = True
             return True
         # wp_page_copy() of the zero page, of a small folio other mms map too, or of a page of a
-        # large folio that is in the swap cache or mapped by another mm (no reuse possible)
+        # large folio mapped by another mm or pinned by a swap cache folio_free_swap() cannot
+        # drop (a slot still referenced, or writeback): no reuse possible
         heads = mem.head[safe]
         hsafe = np.maximum(heads, 0)
         large_no_reuse = mem.order[hsafe] > 0
         if large_no_reuse[0]:
             for h in np.unique(heads[large_no_reuse]):
-                if not mem.in_swapcache(int(h)) and not self.folio_maybe_mapped_shared(int(h)):
+                h = int(h)
+                if not self._swap_cache_holds(h) and not self.folio_maybe_mapped_shared(h):
                     large_no_reuse &= heads != h
         copy = ro & ~mem.anon_exclusive[safe] & ((pfns == ZERO_PFN) | large_no_reuse | (
             (mem.order[hsafe] == 0) & (mem.swap[safe] < 0) & (mem.mapcount[safe] > 1)))
@@ -1620,9 +1675,10 @@ class Kernel:
         self.mms[dst.pid] = dst
         anon_map: dict[int, int] = {}
         for v in src.vmas:
-            av = anon_map.setdefault(v.anon_vma, self._new_anon_vma())
+            # anon_vma_fork(): a VMA with an anon_vma gets its own, chained to the parent's
+            av = anon_map.setdefault(v.anon_vma, self._new_anon_vma()) if v.anon_vma else 0
             # dup_userfaultfd() without UFFD_FEATURE_EVENT_FORK: the child is not registered
-            dv = replace(v, uffd_wp=False, anon_vma=av)
+            dv = replace(v, uffd_wp=False, anon_vma=av, fork_child=bool(av))
             dst.vmas.append(dv)
             self.copy_page_range(dst, src, v, dv)
         self.vma_merge_all(dst)
@@ -1795,6 +1851,7 @@ class Kernel:
             return ENOENT  # dst VMA not registered with this userfaultfd
         if svma.prot != dvma.prot or not svma.prot & 2:
             return EINVAL  # validate_move_areas()
+        dvma = self.anon_vma_prepare(mm, dst)  # uffd_lock_vma() (mm/userfaultfd.c)
         end = src + n
         while src < end:
             rs, rd = src // HPAGE_PMD_NR, dst // HPAGE_PMD_NR

@@ -1,0 +1,217 @@
+"""The legacy model against Linux 7.3 (the series' base tree): one scenario per place where the
+shared core was changed to follow the 7.3 source (docs/models.md, "Following Linux 7.3", items
+M1-M12). Each asserts the exact 7.3 outcome, with the kernel function it comes from; each has a
+trace in corpus/realkernel that the real 7.3 kernel agrees with (tests/test_realkernel.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models import ops as O
+from models.legacy import LegacyKernel
+from models.mm import PMD_NONE, PMD_TABLE
+from models.observe import NONE, PRESENT, SWAPPED
+from models.pmd_swap import PmdSwapKernel
+from scenario_helpers import apply, assert_counters, assert_pages, assert_slots, val
+
+N = O.HPAGE_PMD_NR
+THP_SLOT = 512  # the first whole cluster (slot 0 is the header)
+
+
+def _thp(k, start: int = 0, value: int = 1) -> None:
+    apply(k, O.Mmap(0, start, N, hugepage=True))
+    apply(k, O.Write(0, start, N, value=value))
+
+
+# ---- M1: CONFIG_PT_RECLAIM ----------------------------------------------------------------------
+def test_m1_dontneed_of_a_whole_table_frees_it():
+    """madvise_dontneed_single_vma() zaps with .reclaim_pt (mm/madvise.c); zap_pte_range() frees a
+    table the zap covered whole (mm/memory.c pte_table_reclaim_possible, zap_empty_pte_table): the
+    PMD is none and the next fault maps a THP, not a 4 KiB page."""
+    k = LegacyKernel()
+    _thp(k)
+    apply(k, O.Pageout(0, 0, N))  # 512 swap PTEs
+    assert k.mms[0].pmd_kind[0] == PMD_TABLE
+    apply(k, O.Dontneed(0, 0, N))
+    assert k.mms[0].pmd_kind[0] == PMD_NONE
+    apply(k, O.Fault(0, 7, write=False))
+    assert_pages(k, 0, np.arange(N), state=PRESENT, pmd_level=True, contents=0)
+    assert_counters(k, 0, N, 0)
+
+
+def test_m1_partial_dontneed_and_madv_free_keep_the_table():
+    """Not >= PMD_SIZE of this table: no reclaim; MADV_FREE never asks for it (no .reclaim_pt)."""
+    k = LegacyKernel()
+    _thp(k)
+    apply(k, O.Pageout(0, 0, N))
+    apply(k, O.Dontneed(0, 0, N - 1))
+    assert k.mms[0].pmd_kind[0] == PMD_TABLE
+    apply(k, O.Free(0, 0, N))
+    assert k.mms[0].pmd_kind[0] == PMD_TABLE
+    apply(k, O.Fault(0, 7, write=False))
+    assert_pages(k, 0, [7], state=PRESENT, pmd_level=False)  # the zero page
+    assert_counters(k, 0, 0, 0)
+
+
+def test_m1_dontneed_across_two_vmas_frees_no_table():
+    """The zap runs per VMA (madvise_walk_vmas): a 2 MiB split by a VMA boundary is never covered
+    whole by one zap_pte_range(), so the table stays."""
+    k = LegacyKernel()
+    _thp(k)
+    apply(k, O.Mprotect(0, 0, 8, O.PROT_READ))  # two VMAs, the PMD split
+    apply(k, O.Dontneed(0, 0, N))
+    assert k.mms[0].pmd_kind[0] == PMD_TABLE
+
+
+# ---- M2: soft-dirty on a split of a dirty PMD ---------------------------------------------------
+def test_m2_reclaim_split_of_a_dirty_pmd_sets_soft_dirty():
+    """__split_huge_pmd_locked() (mm/huge_memory.c): `if (dirty) entry = pte_mkdirty(entry)`, and
+    x86's pte_mkdirty() sets _PAGE_SOFT_DIRTY; clear_refs kept the PMD dirty. So a legacy pageout
+    after clear_refs leaves 512 soft-dirty swap PTEs (try_to_unmap_one() copies the bit)."""
+    k = LegacyKernel()
+    _thp(k)
+    apply(k, O.ClearRefs(0))
+    assert_pages(k, 0, np.arange(N), soft_dirty=False)
+    apply(k, O.Pageout(0, 0, N))
+    assert_pages(k, 0, np.arange(N), state=SWAPPED, soft_dirty=True)
+
+
+def test_m2_partial_mprotect_split_sets_soft_dirty_but_folio_split_does_not():
+    """A VMA split is a non-freeze split (soft-dirty from dirty); split_folio()'s unmap_folio() is
+    a freeze split through migration entries, and remove_migration_pte() (mm/migrate.c) takes
+    soft-dirty from the entry only (pte_clear_soft_dirty() otherwise)."""
+    k = LegacyKernel()
+    _thp(k)
+    apply(k, O.ClearRefs(0))
+    apply(k, O.Mprotect(0, 0, 8, O.PROT_READ))
+    assert_pages(k, 0, np.arange(N), state=PRESENT, pmd_level=False, soft_dirty=True)
+    k2 = LegacyKernel()
+    _thp(k2)
+    apply(k2, O.ClearRefs(0))
+    apply(k2, O.Pageout(0, 0, 8))  # partial: split_folio(), then the 8 pages go out
+    assert_pages(k2, 0, np.arange(8, N), state=PRESENT, pmd_level=False, soft_dirty=False)
+    assert_pages(k2, 0, np.arange(8), state=SWAPPED, soft_dirty=False)
+
+
+def test_m2_the_series_keeps_the_pmd_bit():
+    """The series on top of 7.3: set_pmd_swap_entry() keeps only the PMD's soft-dirty bit (as
+    set_pmd_migration_entry() does), so the PMD model's entry is clean where legacy's 512 swap PTEs
+    are soft-dirty; the model says so with the D9 event the oracle tolerates."""
+    k = PmdSwapKernel()
+    _thp(k)
+    apply(k, O.ClearRefs(0))
+    k.apply(O.Pageout(0, 0, N))
+    assert ("pmd_swapout_dirty_not_sd", 0, 0) in k.events
+    assert_pages(k, 0, np.arange(N), state=SWAPPED, soft_dirty=False)
+
+
+# ---- M5: COW of a PTE-mapped large folio in the swap cache ---------------------------------------
+def test_m5_large_folio_reuse_frees_the_swap_cache():
+    """__wp_can_reuse_large_anon_folio() (mm/memory.c): folio_free_swap() first, then reuse if
+    folio_large_mapcount() == folio_ref_count(). After a fork whose child has exited, the parent's
+    write to a page of the large folio the read fault mapped from the swap cache reuses it in place:
+    the folio leaves the swap cache and its 512 slots are freed; no page is copied."""
+    k = LegacyKernel()
+    _thp(k)
+    apply(k, O.Pageout(0, 0, N))  # 512 swap PTEs, the large folio cached under writeback
+    apply(k, O.Fault(0, 0, write=False))  # the whole cached folio is mapped as one batch
+    apply(k, O.Fork(0))  # the pages lose PageAnonExclusive
+    apply(k, O.Exit(1))
+    apply(k, O.Evict())  # writeback done; the mapped folio stays cached
+    assert_slots(k, THP_SLOT + np.arange(N), count=0, cached=True, free=False)
+    pfn = int(k.mms[0].pte_pfn[9])
+    apply(k, O.Write(0, 9, 1, value=2))
+    assert int(k.mms[0].pte_pfn[9]) == pfn
+    assert_slots(k, THP_SLOT + np.arange(N), count=0, cached=False, free=True)
+    assert_pages(k, 0, [9], contents=val(2, [9]), writable=True)
+    assert_counters(k, 0, N, 0)
+
+
+# ---- M9: MADV_PAGEOUT / MADV_FREE skip a shared large folio and go on ------------------------------
+def _shared_head_private_tail() -> LegacyKernel:
+    """Pages 0..299 map the large folio shared with the child; 300..511 are the parent's own
+    order-0 copies (COW after fork), in the same PTE table."""
+    k = LegacyKernel()
+    _thp(k)
+    apply(k, O.Fork(0))
+    apply(k, O.Write(0, 300, N - 300, value=2))
+    return k
+
+
+def test_m9_pageout_skips_the_shared_folio_and_pages_out_the_rest():
+    """madvise_cold_or_pageout_pte_range() (mm/madvise.c): a large folio not fully mapped in the
+    range that folio_maybe_mapped_shared() is skipped with `continue`; the walk goes on."""
+    k = _shared_head_private_tail()
+    apply(k, O.Pageout(0, 0, N))
+    assert_pages(k, 0, np.arange(300), state=PRESENT)
+    assert_pages(k, 0, np.arange(300, N), state=SWAPPED, contents=val(2, np.arange(300, N)))
+    assert_counters(k, 0, 300, N - 300)
+
+
+def test_m9_madv_free_marks_the_rest_lazyfree():
+    """madvise_free_pte_range(): the same `continue`; the private pages after the shared folio are
+    made lazyfree, so a later pageout discards them (zeros) without swapping."""
+    k = _shared_head_private_tail()
+    apply(k, O.Free(0, 0, N))
+    apply(k, O.Pageout(0, 0, N))
+    assert_pages(k, 0, np.arange(300), state=PRESENT, contents=val(1, np.arange(300)))
+    assert_pages(k, 0, np.arange(300, N), state=NONE, contents=0)
+    assert_counters(k, 0, 300, 0)
+
+
+# ---- M6: VMA merging ------------------------------------------------------------------------------
+def _vmas(k, pid: int = 0):
+    return [(v.start, v.end) for v in k.mms[pid].vmas]
+
+
+def test_m6_adjacent_mmaps_merge_and_fault_a_thp():
+    """A new anonymous mapping has no anon_vma and merges with its neighbour (vma_merge_new_range(),
+    is_mergeable_anon_vma() case 2, mm/vma.c): two half-region mmaps are one VMA, so the aligned
+    2 MiB lies inside a VMA and a fault maps a THP."""
+    k = LegacyKernel()
+    apply(k, O.Mmap(0, 0, N // 2, hugepage=True))
+    apply(k, O.Write(0, 0, 1, value=1))  # the first VMA gets its anon_vma
+    apply(k, O.Mmap(0, N // 2, N // 2, hugepage=True))
+    assert _vmas(k) == [(0, N)]
+    apply(k, O.Dontneed(0, 0, N))
+    apply(k, O.Fault(0, N - 1, write=False))
+    assert_pages(k, 0, np.arange(N), state=PRESENT, pmd_level=True)
+
+
+def test_m6_vm_softdirty_is_sticky_on_merge():
+    """VM_SOFTDIRTY is in VMA_STICKY_FLAGS (include/linux/mm.h): it does not block a merge and the
+    merged VMA has it, so after clear_refs a neighbour's mmap makes every page of the old VMA read
+    soft-dirty again (pagemap ORs VM_SOFTDIRTY in, fs/proc/task_mmu.c)."""
+    k = LegacyKernel()
+    apply(k, O.Mmap(0, 0, N, hugepage=False))
+    apply(k, O.Write(0, 0, 16, value=1))
+    apply(k, O.ClearRefs(0))
+    assert_pages(k, 0, np.arange(16), soft_dirty=False)
+    apply(k, O.Mmap(0, N, N, hugepage=False))
+    assert _vmas(k) == [(0, 2 * N)]
+    assert_pages(k, 0, np.arange(16), soft_dirty=True)
+
+
+def test_m6_no_merge_with_a_fork_childs_anon_vma():
+    """is_mergeable_anon_vma(): a VMA forked with an anon_vma (vma_is_fork_child()) does not take
+    in a neighbour without one; the parent's does."""
+    k = LegacyKernel()
+    apply(k, O.Mmap(0, 0, N, hugepage=False))
+    apply(k, O.Write(0, 0, 1, value=1))
+    apply(k, O.Fork(0))
+    apply(k, O.Mmap(1, N, N, hugepage=False))
+    assert _vmas(k, 1) == [(0, N), (N, 2 * N)]
+    apply(k, O.Mmap(0, N, N, hugepage=False))
+    assert _vmas(k, 0) == [(0, 2 * N)]
+
+
+def test_m6_two_anon_vmas_do_not_merge():
+    """Two VMAs that each have their own anon_vma stay two (case 3 needs the same anon_vma): an
+    mremap of a faulted VMA next to another faulted one."""
+    k = LegacyKernel()
+    apply(k, O.Mmap(0, 0, N, hugepage=False))
+    apply(k, O.Write(0, 0, 1, value=1))
+    apply(k, O.Mmap(0, 2 * N, N, hugepage=False))
+    apply(k, O.Write(0, 2 * N, 1, value=2))
+    apply(k, O.MremapMove(0, 2 * N, N, N))
+    assert _vmas(k) == [(0, N), (N, 2 * N)]
