@@ -930,11 +930,42 @@ class Kernel:
                 # unmap_folio(): try_to_migrate(TTU_SPLIT_HUGE_PMD) -> a freeze split
                 self._split_present_huge_pmd(mm, int(r), freeze=True)
         mem.split_folio_to_order0(head)
-        # pages nobody maps and the swap cache does not hold are freed by the split
+        self.remap_unused_to_zeropage(head)
+        # free_folio_and_swap_cache() on every new folio but the locked one (@lock_at, the head
+        # here): an unmapped one leaves the swap cache if folio_free_swap() can drop it (no slot
+        # referenced), then the split's reference goes and it is freed. The head keeps its swap
+        # cache; the caller's folio_put() frees it only if it is in neither.
         for pfn in range(head, head + HPAGE_PMD_NR):
-            if not mem.mapcount[pfn] and mem.swap[pfn] < 0:
+            if mem.mapcount[pfn]:
+                continue
+            if pfn != head and mem.swap[pfn] >= 0:
+                self.folio_free_swap(pfn)
+            if mem.swap[pfn] < 0:
                 mem.free_folio(pfn)
         return 0
+
+    def remap_unused_to_zeropage(self, head: int) -> None:
+        """remap_page(TTU_USE_SHARED_ZEROPAGE) after a successful anon split (__folio_split(),
+        mm/huge_memory.c): remove_migration_pte() -> try_to_map_unused_to_zeropage()
+        (mm/migrate.c) maps every zero-filled subpage to the shared zero page instead, keeping
+        the entry's soft-dirty and uffd-wp bits (pte_mksoft_dirty, pte_mkuffd; not writable, not
+        dirty), and dec_mm_counter(MM_ANONPAGES). No mlock, VM_LOCKED or KSM in the model, so
+        the only condition left is pages_identical(page, ZERO_PAGE(0)): here contents 0."""
+        mem = self.mem
+        zero = head + (mem.data[head:head + HPAGE_PMD_NR] == 0).nonzero()[0]
+        zero = zero[mem.mapcount[zero] > 0]
+        if not zero.size:
+            return
+        for mm in self.mms.values():
+            pages = ((mm.pte_kind == PTE_PRESENT) & np.isin(mm.pte_pfn, zero)).nonzero()[0]
+            if not pages.size:
+                continue
+            mem.mapcount[mm.pte_pfn[pages]] -= 1
+            mm.pte_pfn[pages] = ZERO_PFN
+            mm.pte_write[pages] = False
+            mm.pte_dirty[pages] = False
+            mm.anonpages -= pages.size
+        mem.anon_exclusive[zero] = False
 
     def _split_present_huge_pmd(self, mm: MM, r: int, freeze: bool = False) -> None:
         """__split_huge_pmd_locked() (mm/huge_memory.c), present anon branch (unchanged by the

@@ -215,3 +215,44 @@ def test_m6_two_anon_vmas_do_not_merge():
     apply(k, O.Write(0, 2 * N, 1, value=2))
     apply(k, O.MremapMove(0, 2 * N, N, N))
     assert _vmas(k) == [(0, N), (N, 2 * N)]
+
+
+# ---- M3: zero-filled subpages go to the shared zero page on a split ------------------------------
+def test_m3_split_maps_zero_filled_subpages_to_the_zero_page():
+    """__folio_split() remaps with TTU_USE_SHARED_ZEROPAGE; try_to_map_unused_to_zeropage()
+    (mm/migrate.c) maps each zero-filled subpage to the zero page and drops MM_ANONPAGES. A THP
+    written on one page, then paged out half: one page goes to swap, 511 read the zero page, and
+    MADV_PAGEOUT skips zero-page PTEs."""
+    k = LegacyKernel()
+    apply(k, O.Mmap(0, 0, N, hugepage=True))
+    apply(k, O.Write(0, 3, 1, value=1))  # the THP; every other subpage stays zero-filled
+    apply(k, O.ClearRefs(0))
+    apply(k, O.UffdRegister(0, 0, N))
+    apply(k, O.UffdWp(0, 0, N, True))
+    apply(k, O.Pageout(0, 0, N // 2))
+    assert_pages(k, 0, [3], state=SWAPPED, contents=val(1, [3]))
+    rest = np.setdiff1d(np.arange(N), [3])
+    # the zero page keeps the migration entry's soft-dirty (clear) and uffd-wp bits
+    assert_pages(k, 0, rest, state=PRESENT, contents=0, pmd_level=False, writable=False,
+                 soft_dirty=False, uffd_wp=True)
+    assert (k.mms[0].pte_pfn[rest] == 0).all()
+    assert_counters(k, 0, 0, 1)
+    assert k.mem.live_folios().size == 1  # only page 3's folio, in the swap cache
+
+
+def test_m3_split_of_a_cached_folio_frees_its_unmapped_pages():
+    """free_folio_and_swap_cache() on the new folios after the split: a subpage the split finds
+    unmapped, whose slot nobody references, leaves the swap cache and is freed; mapped ones stay
+    cached."""
+    k = LegacyKernel()
+    apply(k, O.Mmap(0, 0, N, hugepage=True))
+    apply(k, O.Write(0, 0, N, value=1))
+    apply(k, O.Pageout(0, 0, N))  # cached large folio under writeback, 512 swap PTEs
+    apply(k, O.Fault(0, 0, write=False))  # the whole cached folio mapped as one batch
+    apply(k, O.Evict())  # writeback done; the mapped folio stays cached
+    apply(k, O.Munmap(0, 100, N - 100))
+    assert_slots(k, THP_SLOT + np.arange(N), count=0, cached=True)
+    apply(k, O.SplitThp())
+    assert_slots(k, THP_SLOT + np.arange(100), count=0, cached=True, free=False)
+    assert_slots(k, THP_SLOT + np.arange(100, N), count=0, cached=False, free=True)
+    assert_pages(k, 0, np.arange(100), state=PRESENT, contents=val(1, np.arange(100)))
