@@ -377,8 +377,11 @@ class Kernel:
         return users > 1
 
     def swap_read_folio(self, head: int) -> None:
-        """swap_read_folio(): fill a new swap-cache folio from the device."""
+        """swap_read_folio() (mm/page_io.c): fill a new swap-cache folio from the device, or
+        zero-fill it without I/O (no PSWPIN) when its slots are in the zeromap."""
         mem, sw = self.mem, self.swap
+        if sw.swap_read_zeromap(mem, head):
+            return
         nr = mem.nr_pages(head)
         mem.data[head:head + nr] = sw.data[mem.swap[head:head + nr]]
         self.vmstat["pswpin"] += nr
@@ -391,8 +394,8 @@ class Kernel:
         new = mem.alloc_order0_batch(slots.size)
         sw.cache[slots] = new
         mem.swap[new] = slots
-        mem.data[new] = sw.data[slots]
-        self.vmstat["pswpin"] += int(slots.size)
+        mem.data[new] = sw.data[slots]  # a zero-marked slot holds 0: swap_read_folio_zeromap()
+        self.vmstat["pswpin"] += int((~sw.zero[slots]).sum())
 
     def swapin_order0(self, slot: int) -> int:
         """read_swap_cache_async()/swapin_readahead() with page-cluster 0: one order-0 folio."""
@@ -765,12 +768,13 @@ class Kernel:
         if sw is None or len(queue) < 2:
             return False
         h = queue[0]  # ok[0] below on scalars: the loop asks at every folio of a run that does not batch
+        # zero-filled folios (data 0) go to the zeromap one by one, in swap_writeout()
         if not (mem.head[h] == h and mem.order[h] == 0 and not mem.lazyfree[h] and mem.swap[h] < 0
-                and not mem.writeback[h] and mem.mapcount[h] == 1):
+                and not mem.writeback[h] and mem.mapcount[h] == 1 and mem.data[h]):
             return False
         q = np.array(queue[:HPAGE_PMD_NR], dtype=np.int64)
         ok = ((mem.head[q] == q) & (mem.order[q] == 0) & ~mem.lazyfree[q] & (mem.swap[q] < 0)
-              & ~mem.writeback[q] & (mem.mapcount[q] == 1))
+              & ~mem.writeback[q] & (mem.mapcount[q] == 1) & (mem.data[q] != 0))
         n = leading_run(ok)
         if n < 2:
             return False
@@ -846,9 +850,15 @@ class Kernel:
         return [p for p in range(head, head + HPAGE_PMD_NR) if mem.head[p] == p]
 
     def swap_writeout(self, head: int) -> None:
-        """pageout() -> swap_writeout(): a synchronous device completes at once, a disk later."""
+        """pageout() -> swap_writeout() (mm/page_io.c): a zero-filled folio only gets the swap
+        table's zero mark (no I/O, no PSWPOUT/THP_SWPOUT, never under writeback, so reclaim drops
+        it from the swap cache at once even on a disk); otherwise a synchronous device completes
+        at once, a disk later."""
         mem, sw = self.mem, self.swap
         nr = mem.nr_pages(head)
+        if not mem.data[head:head + nr].any():  # is_folio_zero_filled()
+            sw.swap_zeromap_folio_set(mem, head)
+            return
         self.vmstat["pswpout"] += nr
         if nr == HPAGE_PMD_NR:
             self.vmstat["thp_swpout"] += 1
@@ -1268,8 +1278,8 @@ class Kernel:
             pfns = mem.alloc_order0_batch(missing.size)
             sw.cache[missing] = pfns
             mem.swap[pfns] = missing
-            mem.data[pfns] = sw.data[missing]
-            self.vmstat["pswpin"] += int(missing.size)
+            mem.data[pfns] = sw.data[missing]  # zero-marked slots hold 0 (no I/O, no PSWPIN)
+            self.vmstat["pswpin"] += int((~sw.zero[missing]).sum())
         pfns = sw.cache[slots].copy()
         heads = np.unique(mem.head[pfns])
         for h in heads[mem.writeback[heads]]:

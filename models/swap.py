@@ -39,6 +39,9 @@ class SwapDevice:
         self.cache = np.full(SWAP_SLOTS, -1, dtype=np.int32)  # pfn of the cached page
         self.data = np.zeros(SWAP_SLOTS, dtype=np.uint32)  # what the device holds for the slot
         self.inflight = np.zeros(SWAP_SLOTS, dtype=np.uint32)  # being written (async writeback)
+        # the swap table's zero mark (__swap_table_set_zero, mm/swap_table.h): the slot was
+        # written by a zero-filled folio, so nothing is on the device and a read zero-fills
+        self.zero = np.zeros(SWAP_SLOTS, dtype=bool)
         self.used = np.zeros(SWAP_SLOTS, dtype=bool)  # allocated (count > 0 or cached, or foreign)
         self.foreign = np.zeros(SWAP_SLOTS, dtype=bool)  # another user's slot (Fragment)
         self.cluster_order = np.full(SWAP_CLUSTERS, CLUSTER_FREE, dtype=np.int8)
@@ -60,6 +63,7 @@ class SwapDevice:
     def _release(self, slots: np.ndarray) -> None:
         self.used[slots] = False
         self.data[slots] = 0
+        self.zero[slots] = False
         clusters = slots // HPAGE_PMD_NR
         np.subtract.at(self.cluster_used, clusters, 1)
         for c in np.unique(clusters):
@@ -190,10 +194,33 @@ class SwapDevice:
         pfn = int(self.cache[slot])
         return int(mem.head[pfn]) if pfn >= 0 else -1
 
+    def swap_zeromap_folio_set(self, mem: PhysMem, head: int) -> None:
+        """swap_zeromap_folio_set() (mm/page_io.c): a zero-filled folio is marked, not written."""
+        nr = mem.nr_pages(head)
+        slots = mem.swap[head:head + nr]
+        self.zero[slots] = True
+        self.data[slots] = 0
+        mem.dirty[head] = False
+
+    def swap_read_zeromap(self, mem: PhysMem, head: int) -> bool:
+        """swap_read_folio_zeromap(): True if the folio's slots are zero-marked (it is then
+        zero-filled, no I/O). A large folio partly in the zeromap is an I/O error in the kernel
+        (do_swap_page() SIGBUS); no path of either model reads one (a large folio's slots are
+        written, and so marked, together), so the model says so instead of guessing."""
+        nr = mem.nr_pages(head)
+        zero = self.zero[mem.swap[head:head + nr]]
+        if zero.any() and not zero.all():
+            raise ModelBug("swap-in of a large folio partly in the zeromap")
+        if zero[0]:
+            mem.data[head:head + nr] = 0
+            return True
+        return False
+
     def swap_writeout(self, mem: PhysMem, head: int) -> None:
         """The folio's contents reach the device (writeback completed)."""
         nr = mem.nr_pages(head)
         slots = mem.swap[head:head + nr]
+        self.zero[slots] = False  # swap_zeromap_folio_clear()
         self.data[slots] = mem.data[head:head + nr]
         mem.dirty[head] = False
         mem.writeback[head] = False
@@ -205,6 +232,7 @@ class SwapDevice:
     def start_writeback(self, mem: PhysMem, head: int) -> None:
         nr = mem.nr_pages(head)
         slots = mem.swap[head:head + nr]
+        self.zero[slots] = False  # swap_zeromap_folio_clear()
         self.inflight[slots] = mem.data[head:head + nr]
         mem.dirty[head] = False
         mem.writeback[head] = True

@@ -256,3 +256,36 @@ def test_m3_split_of_a_cached_folio_frees_its_unmapped_pages():
     assert_slots(k, THP_SLOT + np.arange(100), count=0, cached=True, free=False)
     assert_slots(k, THP_SLOT + np.arange(100, N), count=0, cached=False, free=True)
     assert_pages(k, 0, np.arange(100), state=PRESENT, contents=val(1, np.arange(100)))
+
+
+# ---- M4: zero-filled folios go to the zeromap ----------------------------------------------------
+def test_m4_zero_filled_thp_is_marked_not_written():
+    """swap_writeout() (mm/page_io.c): is_folio_zero_filled() -> swap_zeromap_folio_set(), no I/O:
+    no PSWPOUT or THP_SWPOUT, and the folio is clean and not under writeback, so shrink_folio_list()
+    drops it from the swap cache at once even on a disk. A read fault then reads one order-0 page
+    without I/O (swap_read_folio_zeromap(): no PSWPIN)."""
+    k = LegacyKernel()
+    apply(k, O.Mmap(0, 0, N, hugepage=True))
+    apply(k, O.Fault(0, 0, write=False))  # a zeroed THP (use_zero_page=0)
+    apply(k, O.Pageout(0, 0, N))
+    assert (k.vmstat["pswpout"], k.vmstat["thp_swpout"]) == (0, 0)
+    assert_slots(k, THP_SLOT + np.arange(N), count=1, cached=False, free=False)
+    assert_pages(k, 0, np.arange(N), state=SWAPPED)
+    apply(k, O.Fault(0, 5, write=False))
+    assert_pages(k, 0, [5], state=PRESENT, contents=0, pmd_level=False)
+    assert_counters(k, 0, 1, N - 1)
+    assert k.vmstat["pswpin"] == 0
+
+
+def test_m4_a_folio_with_data_is_written_and_its_zero_pages_read_back():
+    """One non-zero word makes the folio not zero-filled: it is written whole (512 PSWPOUT, one
+    THP_SWPOUT), and a later read of a page that held zeros is real I/O (PSWPIN 1)."""
+    k = LegacyKernel()
+    apply(k, O.Mmap(0, 0, N, hugepage=True))
+    apply(k, O.Write(0, 3, 1, value=1))
+    apply(k, O.Pageout(0, 0, N))
+    assert (k.vmstat["pswpout"], k.vmstat["thp_swpout"]) == (N, 1)
+    apply(k, O.Evict())
+    apply(k, O.Fault(0, 5, write=False))
+    assert_pages(k, 0, [5], state=PRESENT, contents=0)
+    assert k.vmstat["pswpin"] == 1
