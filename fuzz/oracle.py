@@ -87,6 +87,14 @@ TOLERATED = (
               "pte_mkdirty() sets soft-dirty on x86 (__split_huge_pmd_locked(), mm/huge_memory.c), "
               "so after clear_refs its 512 swap PTEs are soft-dirty; the PMD swap entry keeps the "
               "PMD's own (clear) soft-dirty bit", "D9 (docs/models.md)"),
+    Tolerated("swap_cache_at_count_zero", "end lockstep (oracle-derived: slots whose count is 0 "
+              "in both models, cached in one, free in the other, and no other slot difference)",
+              "whether do_swap_page() frees the swap cache after mapping depends on the new "
+              "PTE's writability (should_try_to_free_swap() only for a write fault that maps "
+              "read-only first, mm/memory.c), and writability follows soft-dirty "
+              "(pte_needs_soft_dirty_wp()), which the tolerated differences D5, D7 and D9 change; "
+              "the per-slot counts stay equal, and each model's invariants still refuse a leaked "
+              "slot or folio", "D5, D7, D9"),
     Tolerated("soft_dirty_superset", "soft-dirty compared one-sided (legacy subset of PMD) in "
               "regions written or moved since clear_refs, and in tainted regions; equal elsewhere",
               "a write through a PMD marks all 512 pages dirty and soft-dirty; an aligned mremap "
@@ -234,7 +242,11 @@ class Oracle:
             old = self._freed_value(pid)
             if pid in self.prev_contents:  # a page freed again keeps the value it was first freed with
                 old[sl] = np.where(freed[sl], old[sl], self.prev_contents[pid][sl])
-            freed[sl] = True
+            # only pages inside a VMA are freed (a hole gives -ENOMEM and frees nothing there)
+            in_vma = np.zeros(O.VA_PAGES, bool)
+            for v in self.legacy.mms[pid].vmas:
+                in_vma[v.start:v.end] = True
+            freed[sl] |= in_vma[sl]
         elif isinstance(op, O.MremapMove) and res == O.OK:
             self._move(pid, op.start, op.dst, op.npages, all_moved=True)
             self._loosen(pid, op.dst, op.dst + op.npages)
@@ -357,10 +369,18 @@ class Oracle:
             sh[src:src + n] = sh[dst:dst + n] = False
             dv = self.diverged.setdefault(pid, np.zeros(O.VA_PAGES, bool))
             dv[src:src + n] = dv[dst:dst + n] = dv[src:src + n] | dv[dst:dst + n]
-            for masks in (self.freed, self.sd_legacy_more):
-                fr = masks.setdefault(pid, np.zeros(O.VA_PAGES, bool))
-                either = fr[src:src + n] | fr[dst:dst + n]
-                fr[src:src + n] = fr[dst:dst + n] = either
+            fr = self.freed.setdefault(pid, np.zeros(O.VA_PAGES, bool))
+            fv = self._freed_value(pid)
+            prev = self.prev_contents.get(pid)
+            for a, b in ((src, dst), (dst, src)):
+                # a page that becomes "maybe freed" here may read what it held before the op
+                new = fr[b:b + n] & ~fr[a:a + n]
+                if prev is not None:
+                    fv[a:a + n] = np.where(new, prev[a:a + n], fv[a:a + n])
+            either = fr[src:src + n] | fr[dst:dst + n]
+            fr[src:src + n] = fr[dst:dst + n] = either
+            lm = self.sd_legacy_more.setdefault(pid, np.zeros(O.VA_PAGES, bool))
+            lm[src:src + n] = lm[dst:dst + n] = lm[src:src + n] | lm[dst:dst + n]
             return
         for shadows, dtype in ((self.shadow, bool), (self.freed, bool), (self.freed_value, np.uint32),
                                (self.diverged, bool), (self.sd_legacy_more, bool)):
@@ -405,6 +425,8 @@ class Oracle:
             self.detached.add(op.pid)  # TOLERATED entry_vs_none_cascade
             rl = rp
         self._note_diverged(ol, op_)
+        if self.lockstep and self._cache_only_slot_difference(ol, op_):
+            self.lockstep = False  # TOLERATED swap_cache_at_count_zero
         self.prev_contents = {pid: po.contents for pid, po in ol.procs.items()}
         for pid, po in ol.procs.items():
             if pid in self.shadow:
@@ -413,6 +435,17 @@ class Oracle:
                 or self._layout(i, op, ol, op_, rl, rp)
                 or self._uffd_wp(i, op, ol, op_) or self._soft_dirty(i, op, ol, op_)
                 or self._residency(i, op, ol, op_) or self._invariants(i, op))
+
+    @staticmethod
+    def _cache_only_slot_difference(ol, op_) -> bool:
+        """Do the devices differ only in count-0 slots that one model still caches?"""
+        if ol.swap_count is None or op_.swap_count is None:
+            return False
+        differ = ol.swap_free != op_.swap_free
+        if not differ.any() or (ol.swap_count != op_.swap_count).any():
+            return False
+        cached_side = np.where(ol.swap_free, op_.swap_cached, ol.swap_cached)
+        return bool((cached_side[differ] & (ol.swap_count[differ] == 0)).all())
 
     def _taint_slot_sharers(self, pid: int, r: int, base: int) -> None:
         self.lockstep = False
@@ -529,7 +562,7 @@ class Oracle:
             if pid in self.sd_loose:
                 strict &= ~self.sd_loose[pid]
             if legacy_more is not None:
-                pmd_more = both & legacy_more & b.soft_dirty & ~a.soft_dirty
+                pmd_more = both & legacy_more & b.soft_dirty & ~a.soft_dirty & ~self._tainted_mask(pid)
                 if pid in self.sd_loose:
                     pmd_more &= ~self.sd_loose[pid]
                 bad = pmd_more.nonzero()[0]

@@ -1334,15 +1334,22 @@ class Kernel:
             return O.OK
         pfn = int(mm.pte_pfn[src])
         if pfn == ZERO_PFN:
+            # move_zeropage_pte() (mm/userfaultfd.c): a fresh zero-page PTE at dst, made from
+            # dst_vma->vm_page_prot: no soft-dirty, no uffd-wp (no RWP here), read-only
             self._move_pte(mm, src, dst)
+            mm.pte_sd[dst] = mm.pte_uw[dst] = mm.pte_write[dst] = mm.pte_dirty[dst] = False
             return O.OK
         head = int(mem.head[pfn])
-        if not mem.anon_exclusive[pfn]:
+        # move_pages_ptes(): `!PageAnonExclusive(&folio->page)`, the folio's first page
+        if not mem.anon_exclusive[head]:
             return EBUSY
         if mem.nr_pages(head) > 1:
             err = self.split_folio(head)
             if err:
                 return err
+            # -EAGAIN: the caller retries on the now small folio (which may be the zero page
+            # if the subpage was zero-filled: remap_unused_to_zeropage())
+            return self.move_pages_pte(mm, src, dst, dst_vma)
         # move_present_ptes(): a fresh dst PTE, soft-dirty, dirty as the source, writable, no uffd-wp
         dirty = bool(mm.pte_dirty[src])
         self._move_pte(mm, src, dst)
@@ -1883,50 +1890,65 @@ class Kernel:
         """move_pages(): page-table moves between two ranges of one mm."""
         mm = self.mms[op.pid]
         src, dst, n = op.src, op.dst, op.npages
-        if src + n > VA_PAGES or dst + n > VA_PAGES or (src < dst + n and dst < src + n):
-            return EINVAL
-        svma, dvma = mm.find_vma(src), mm.find_vma(dst)
-        if svma is None or dvma is None or src + n > svma.end or dst + n > dvma.end:
+        if src + n > VA_PAGES or dst + n > VA_PAGES:
+            return EINVAL  # validate_range(); Linux 7.3 has no overlap check
+        dvma = mm.find_vma(dst)
+        if dvma is None:
+            return ENOENT  # uffd_move_lock() -> uffd_lock_vma()
+        dvma = self.anon_vma_prepare(mm, dst)  # find_vma_and_prepare_anon()
+        svma = mm.find_vma(src)
+        if svma is None:
             return ENOENT
-        if not dvma.uffd_wp:
-            return ENOENT  # dst VMA not registered with this userfaultfd
-        if svma.prot != dvma.prot or not svma.prot & 2:
-            return EINVAL  # validate_move_areas()
-        dvma = self.anon_vma_prepare(mm, dst)  # uffd_lock_vma() (mm/userfaultfd.c)
+        if src + n > svma.end or dst + n > dvma.end:
+            return EINVAL  # "fully within a single existing vma"
+        if svma.prot != dvma.prot or not svma.prot & 2 or not dvma.uffd_wp:
+            # validate_move_areas(): same access flags, VM_WRITE, dst registered with this uffd
+            return EINVAL
+        err, moved = self._move_pages_loop(mm, src, dst, n, dvma)
+        # move_pages() returns the bytes moved, else the error; the ioctl gives 0 for a whole
+        # move and -EAGAIN for a short one (mm/userfaultfd.c userfaultfd_move())
+        if moved == 0:
+            return err
+        return O.OK if moved == n else EAGAIN
+
+    def _move_pages_loop(self, mm: MM, src: int, dst: int, n: int, dvma: Vma) -> tuple[int, int]:
+        """move_pages()'s loop: (the error that stopped it or 0, the pages moved before that)."""
+        start = src
         end = src + n
         while src < end:
+            moved = src - start
             rs, rd = src // HPAGE_PMD_NR, dst // HPAGE_PMD_NR
             if mm.pmd_kind[rd] == PMD_HUGE:
-                return EEXIST  # pmd_trans_huge(dst_pmdval): a present THP only
+                return EEXIST, moved  # pmd_trans_huge(dst_pmdval): a present THP only
             if mm.pmd_kind[rs] in (PMD_HUGE, PMD_SWAP):  # pmd_trans_huge_lock(src_pmd)
                 # move_splits_huge_pmd(): unaligned or short, or the dst PMD is populated
                 if src % HPAGE_PMD_NR or dst % HPAGE_PMD_NR or end - src < HPAGE_PMD_NR \
                         or mm.pmd_kind[rd] != PMD_NONE:
                     if mm.pmd_kind[rs] == PMD_HUGE and \
                             not self.mem.anon_exclusive[int(mm.pmd_pfn[rs])]:
-                        return EBUSY
+                        return EBUSY, moved
                     self.split_huge_pmd(mm, rs)
                     continue
                 err = self.move_pages_huge_pmd(mm, rs, rd, dvma)
                 if err is None:
                     continue  # the model split the entry: go on at PTE level
                 if err:
-                    return err
+                    return err, moved
                 src, dst = src + HPAGE_PMD_NR, dst + HPAGE_PMD_NR
                 continue
             if mm.pmd_kind[rs] == PMD_NONE:
-                return ENOENT  # no UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES
+                return ENOENT, moved  # no UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES
             if mm.pmd_kind[rd] == PMD_SWAP:
                 # [I] the series: a PMD swap entry stands for 512 populated PTEs, as a dst PTE
                 # that is not none gives -EEXIST in move_pages_pte()
-                return EEXIST
+                return EEXIST, moved
             if mm.pmd_kind[rd] == PMD_NONE:
                 mm.pmd_kind[rd] = PMD_TABLE
             err = self.move_pages_pte(mm, src, dst, dvma)
             if err:
-                return err
+                return err, moved
             src, dst = src + 1, dst + 1
-        return O.OK
+        return O.OK, n
 
     def op_split_thp(self, op: O.SplitThp) -> int:
         """split_huge_pages_all(): every large folio, in pfn order; writeback ones stay."""

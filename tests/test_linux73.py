@@ -5,6 +5,8 @@ trace in corpus/realkernel that the real 7.3 kernel agrees with (tests/test_real
 
 from __future__ import annotations
 
+import errno
+
 import numpy as np
 
 from models import ops as O
@@ -289,3 +291,74 @@ def test_m4_a_folio_with_data_is_written_and_its_zero_pages_read_back():
     apply(k, O.Fault(0, 5, write=False))
     assert_pages(k, 0, [5], state=PRESENT, contents=0)
     assert k.vmstat["pswpin"] == 1
+
+
+# ---- M8: UFFDIO_MOVE --------------------------------------------------------------------------------
+def _uffd_area(k, huge: bool = False) -> None:
+    apply(k, O.Mmap(0, 0, 2 * N, hugepage=huge))
+    apply(k, O.UffdRegister(0, 0, 2 * N))
+
+
+def test_m8_error_codes():
+    """move_pages() (mm/userfaultfd.c): a range past its VMA's end is -EINVAL ("fully within a
+    single existing vma"), so is a dst VMA not registered with this uffd (validate_move_areas());
+    no VMA at an address is -ENOENT."""
+    k = LegacyKernel()
+    _uffd_area(k)
+    apply(k, O.Write(0, 0, 4, value=1))
+    apply(k, O.UffdMove(0, 0, 2 * N - 2, 4), expect=-errno.EINVAL)
+    apply(k, O.Mmap(0, 3 * N, N, hugepage=False))  # not registered
+    apply(k, O.UffdMove(0, 0, 3 * N, 4), expect=-errno.EINVAL)
+    apply(k, O.UffdMove(0, 0, 2 * N + 100, 4), expect=-errno.ENOENT)
+
+
+def test_m8_overlapping_ranges_move_page_by_page():
+    """7.3 has no overlap check: the loop moves page by page, each dst PTE none when it is
+    reached."""
+    k = LegacyKernel()
+    _uffd_area(k)
+    apply(k, O.Write(0, 2, 4, value=1))
+    apply(k, O.UffdMove(0, 2, 0, 4))
+    assert_pages(k, 0, np.arange(4), state=PRESENT, contents=val(1, np.arange(2, 6)))
+    assert_pages(k, 0, [4, 5], state=NONE)
+
+
+def test_m8_short_move_is_eagain():
+    """A move that stops after moving some pages returns the bytes moved (move_pages()), and the
+    ioctl turns that into -EAGAIN (userfaultfd_move()); the moved pages stay moved."""
+    k = LegacyKernel()
+    _uffd_area(k)
+    apply(k, O.Write(0, 0, 2, value=1))  # page 2 stays none: -ENOENT there
+    apply(k, O.UffdMove(0, 0, 100, 4), expect=-errno.EAGAIN)
+    assert_pages(k, 0, [100, 101], state=PRESENT, contents=val(1, [0, 1]))
+    assert_pages(k, 0, [0, 1], state=NONE)
+
+
+def test_m8_zero_page_moves_as_a_fresh_pte():
+    """move_zeropage_pte(): the dst gets a fresh zero-page PTE from vm_page_prot: the source's
+    uffd-wp and soft-dirty bits are not carried, so a later store there does not trap."""
+    k = LegacyKernel()
+    _uffd_area(k)
+    apply(k, O.Fault(0, 3, write=False))
+    apply(k, O.ClearRefs(0))
+    apply(k, O.UffdWp(0, 0, 8, True))
+    assert_pages(k, 0, [3], uffd_wp=True)
+    apply(k, O.UffdMove(0, 3, 10, 1))
+    assert_pages(k, 0, [10], state=PRESENT, contents=0, uffd_wp=False, soft_dirty=False)
+    apply(k, O.Write(0, 10, 1, value=2))
+
+
+def test_m8_large_folio_exclusivity_is_its_first_page():
+    """move_pages_ptes() checks PageAnonExclusive(&folio->page) of a large folio, the first page,
+    not the subpage: a subpage made exclusive by a reuse after fork does not make it movable."""
+    k = LegacyKernel()
+    _uffd_area(k, huge=True)
+    apply(k, O.Write(0, 0, N, value=1))
+    apply(k, O.Mprotect(0, 0, 1, O.PROT_READ))  # split the PMD: a PTE-mapped large folio
+    apply(k, O.Mprotect(0, 0, 1, O.PROT_RW))
+    apply(k, O.Fork(0))  # no page is exclusive now
+    apply(k, O.Exit(1))
+    apply(k, O.Write(0, 5, 1, value=2))  # reuse of the large folio: page 5 alone exclusive
+    assert k.mem.anon_exclusive[int(k.mms[0].pte_pfn[5])]
+    assert not k.mem.anon_exclusive[int(k.mms[0].pte_pfn[0])]
+    apply(k, O.UffdMove(0, 5, N + 5, 1), expect=-errno.EBUSY)
