@@ -3,7 +3,7 @@
 Each bug is a small subclass of `PmdSwapKernel` that overrides exactly one method, named after the
 kernel function it breaks, with the buggy variant. With no bug the model is the correct
 `PmdSwapKernel`; a bug switched off costs nothing. Every class docstring gives: the kernel function,
-the mistake, where it comes from in ../shared/docs/semantics.md (section 4 item N, section 2, ...)
+the mistake, where it comes from in the older behaviour reference "semantics.md" (section 4 item N, section 2, ...)
 and the symptom the differential oracle (fuzz/oracle.py) reports. A few are documented BLIND SPOTS:
 the mistake changes kernel state that the oracle cannot see through observe(); the docstring says why
 and what would make it visible. tests/test_bugs.py checks that every other bug is found, minimised,
