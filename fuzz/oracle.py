@@ -29,6 +29,8 @@ from models.mm import PMD_HUGE, PMD_SWAP, PMD_TABLE, PTE_PRESENT, PTE_SWAP
 from models.observe import NONE, PRESENT, SWAPPED, UNMAPPED, observe
 from models.ops import HPAGE_PMD_NR, NR_REGIONS
 
+from .uffd_wp_shadow import UffdWpShadow
+
 
 @dataclass(frozen=True)
 class Tolerated:
@@ -36,6 +38,7 @@ class Tolerated:
     effect: str  # what the oracle does about it
     reason: str
     section: str  # semantics.md section that justifies it
+    unchecked: str = ""  # what the row stops comparing, and what still checks each model there
 
 
 # The one table of tolerated differences. Anything not here is a divergence.
@@ -45,48 +48,72 @@ TOLERATED = (
               "a whole-2 MiB swap-in maps 512 pages where legacy maps the faulting page (uncached "
               "folio) or maps them PTE-level, and leaves one large folio in the swap cache where "
               "legacy has small ones: which slots are freed when, and how much a later fault by a "
-              "process sharing the slots maps, legitimately differ from then on", "3.2 D1, D2, 8"),
+              "process sharing the slots maps, legitimately differ from then on", "3.2 D1, D2, 8",
+              unchecked="cross-model residency, slot offsets, counts, free slots and RSS in the "
+                        "tainted regions; still checked there: contents against the other model "
+                        "and the expected-contents shadow, uffd-wp (shadow and cross-model where "
+                        "residency agrees), soft-dirty lower bound, each model's invariants"),
     Tolerated("pmd_unuse", "end lockstep; taint the region and the regions sharing its slots",
               "swapoff maps a THP under a PMD where legacy maps 512 order-0 folios; from then on "
               "swap-out allocates one cluster instead of 512 slots, and a large folio mapped shared "
               "after fork is left alone by MADV_PAGEOUT where small folios are paged out one by one",
-              "1.8, 3.2 D4, D11"),
+              "1.8, 3.2 D4, D11",
+              unchecked="as pmd_swapin: cross-model residency and slot accounting in the tainted "
+                        "regions; contents, both shadows and invariants still checked"),
     Tolerated("entry_vs_none_cascade", "uffd-wp not compared on tainted pages whose residency has "
               "differed; a store there, or a UFFDIO_MOVE touching a tainted region, that gives "
               "different results or contents: stop comparing that process",
               "after a tolerated residency difference (a whole-2 MiB swap-in followed by MADV_FREE), "
               "a page can be present in one model and none in the other; uffd-wp is kept on the entry "
               "but not on a none anonymous PTE, so a later write traps in one model only, and "
-              "UFFDIO_MOVE finds a source in one model only", "1.4, 1.6, 1.9, 3.2 D1"),
+              "UFFDIO_MOVE finds a source in one model only", "1.4, 1.6, 1.9, 3.2 D1",
+              unchecked="the detached process: every cross-model rule; still checked: legacy's "
+                        "contents against the expected-contents shadow, each model's uffd-wp "
+                        "shadow, each model's invariants"),
     Tolerated("pmd_zapped", "where legacy kept a PTE table there: taint the (pid, region); "
               "end lockstep",
               "a zapped PMD swap entry leaves the PMD none (a later touch can fault a fresh THP). "
               "Legacy keeps the emptied PTE table after MADV_FREE (madvise_free_pte_range() never "
               "frees tables); after a whole-2 MiB MADV_DONTNEED it frees the table too "
               "(CONFIG_PT_RECLAIM, zap_pte_range() in mm/memory.c), and munmap/exit free it with "
-              "the VMA, so there nothing differs and nothing is tainted", "1.5, 3.2 D6"),
+              "the VMA, so there nothing differs and nothing is tainted", "1.5, 3.2 D6",
+              unchecked="cross-model residency and slot accounting in the tainted region (after "
+                        "MADV_FREE only); contents (both models, and the shadow), uffd-wp and "
+                        "soft-dirty shadows, invariants still checked"),
     Tolerated("uffd_move_refused", "taint the destination (pid, region); end lockstep",
               "a UFFDIO_MOVE of a whole PMD swap entry refused with -EBUSY leaves the destination "
               "PMD none, where legacy's PTE path allocated an empty PTE table before refusing at the "
-              "first PTE; a later fault there can map a THP in the PMD model only", "1.9, 3.2 D6"),
+              "first PTE; a later fault there can map a THP in the PMD model only", "1.9, 3.2 D6",
+              unchecked="cross-model residency and slot accounting in the destination region; "
+                        "contents, shadows and invariants still checked"),
     Tolerated("uffd_move_src_none", "taint the source (pid, region); end lockstep",
               "a whole PMD swap entry moved by UFFDIO_MOVE leaves the source PMD none, where "
               "legacy's PTE-by-PTE move leaves an empty PTE table; a later fault on the source "
-              "range can map a THP in the PMD model only", "1.9, 3.2 D6"),
+              "range can map a THP in the PMD model only", "1.9, 3.2 D6",
+              unchecked="cross-model residency and slot accounting in the source region; contents, "
+                        "shadows and invariants still checked"),
     Tolerated("uffd_move_whole", "accept legacy -EBUSY against PMD 0; stop comparing the process",
               "UFFDIO_MOVE moves a whole PMD swap entry whose PMD-sized folio is cached, where "
-              "legacy returns -EBUSY at the first PTE of a large cached folio", "1.9, 3.2 D8"),
+              "legacy returns -EBUSY at the first PTE of a large cached folio", "1.9, 3.2 D8",
+              unchecked="the detached process: every cross-model rule; legacy's expected contents, "
+                        "each model's uffd-wp shadow and invariants still checked"),
     Tolerated("madv_free_after_swapin", "in a tainted region, a MADV_FREE'd page not written since "
               "may read zero in one model and its old data in the other",
               "after a whole-2 MiB swap-in the PMD model holds the pages resident, so MADV_FREE only "
               "marks them lazyfree (old data until reclaim), where legacy drops the swap entries it "
-              "still has (zeros); MADV_FREE allows either", "1.6, 3.2 D1"),
+              "still has (zeros); MADV_FREE allows either", "1.6, 3.2 D1",
+              unchecked="which of zero or the freed value a freed, unwritten page reads in a "
+                        "tainted region; any other value is still a divergence, and so is a freed "
+                        "page once written"),
     Tolerated("pmd_swapout_dirty_not_sd", "soft-dirty compared one-sided (PMD model subset of "
               "legacy) on the region's pages until clear_refs; the pages follow moves and fork",
               "legacy swaps a dirty PMD-mapped THP out through a TTU_SPLIT_HUGE_PMD split, whose "
               "pte_mkdirty() sets soft-dirty on x86 (__split_huge_pmd_locked(), mm/huge_memory.c), "
               "so after clear_refs its 512 swap PTEs are soft-dirty; the PMD swap entry keeps the "
-              "PMD's own (clear) soft-dirty bit", "D9 (docs/models.md)"),
+              "PMD's own (clear) soft-dirty bit", "D9 (docs/models.md)",
+              unchecked="a soft-dirty bit the PMD model drops on those pages (legacy set, PMD "
+                        "clear) until clear_refs; the written-pages lower bound still checks both "
+                        "models there"),
     Tolerated("swap_cache_at_count_zero", "end lockstep (oracle-derived: slots whose count is 0 "
               "in both models, cached in one, free in the other, and no other slot difference)",
               "whether do_swap_page() frees the swap cache after mapping depends on the new "
@@ -94,11 +121,16 @@ TOLERATED = (
               "read-only first, mm/memory.c), and writability follows soft-dirty "
               "(pte_needs_soft_dirty_wp()), which the tolerated differences D5, D7 and D9 change; "
               "the per-slot counts stay equal, and each model's invariants still refuse a leaked "
-              "slot or folio", "D5, D7, D9"),
+              "slot or folio", "D5, D7, D9",
+              unchecked="cross-model slot accounting for the rest of the run; counts and offsets "
+                        "until then, residency and contents always, and each model's invariants "
+                        "(no leaked slot or folio) still checked"),
     Tolerated("soft_dirty_superset", "soft-dirty compared one-sided (legacy subset of PMD) in "
               "regions written or moved since clear_refs, and in tainted regions; equal elsewhere",
               "a write through a PMD marks all 512 pages dirty and soft-dirty; an aligned mremap "
-              "of a swap PMD sets soft-dirty where move_normal_pmd keeps bits", "3.2 D5, D7"),
+              "of a swap PMD sets soft-dirty where move_normal_pmd keeps bits", "3.2 D5, D7",
+              unchecked="equality of soft-dirty in the loose regions (only legacy subset of PMD is "
+                        "checked); the written-pages lower bound still checks both models"),
 )
 TOLERATED_BY_EVENT = {t.event: t for t in TOLERATED}
 
@@ -207,6 +239,8 @@ class Oracle:
         # pages where legacy may legitimately be soft-dirty while the PMD model is not (a dirty
         # THP swapped out since clear_refs: legacy's split made its PTEs soft-dirty, D9)
         self.sd_legacy_more: dict[int, np.ndarray] = {}
+        # each model's uffd-wp bits against what the ops say they must be (fuzz/uffd_wp_shadow.py)
+        self.uffd_wp_shadow = {"legacy": UffdWpShadow(), "pmd": UffdWpShadow()}
 
     # ---- bookkeeping that follows pages through ops -------------------------------------------
     def _follow(self, op: O.Op, res: int, pids_before: set[int]) -> None:
@@ -399,6 +433,9 @@ class Oracle:
         rp = self.pmd.apply(op)
         events = self.pmd.events
         ol, op_ = observe(self.legacy), observe(self.pmd)
+        for name, k, res, obs in (("legacy", self.legacy, rl, ol), ("pmd", self.pmd, rp, op_)):
+            born = set(k.mms) - pids_before
+            self.uffd_wp_shadow[name].follow(op, res, obs, born.pop() if born else None)
         d8 = any(e[0] == "uffd_move_whole" for e in events)
         self._follow(op, rl, pids_before)
         self._follow_expect(op, rl, pids_before, ol)
@@ -433,7 +470,8 @@ class Oracle:
                 self.shadow[pid] &= po.state >= PRESENT  # a zapped page forgets it was written
         return (self._contents(i, op, ol, op_) or self._expected_contents(i, op, ol, op_)
                 or self._layout(i, op, ol, op_, rl, rp)
-                or self._uffd_wp(i, op, ol, op_) or self._soft_dirty(i, op, ol, op_)
+                or self._uffd_wp(i, op, ol, op_) or self._expected_uffd_wp(i, op, ol, op_)
+                or self._soft_dirty(i, op, ol, op_)
                 or self._residency(i, op, ol, op_) or self._invariants(i, op))
 
     @staticmethod
@@ -516,7 +554,7 @@ class Oracle:
         return None
 
     def _layout(self, i, op, ol, op_, rl, rp):
-        if rl != rp:
+        if rl != rp and getattr(op, "pid", None) not in self.detached:
             return self._div("results", i, op, getattr(op, "pid", None), (), "op results differ",
                              O.result_name(rl), O.result_name(rp))
         if set(ol.procs) != set(op_.procs):
@@ -537,6 +575,19 @@ class Oracle:
                 p = bad[0]
                 return self._div("uffd-wp", i, op, pid, bad, "uffd-wp bit differs",
                                  int(a.uffd_wp[p]), int(b.uffd_wp[p]))
+        return None
+
+    def _expected_uffd_wp(self, i, op, ol, op_):
+        """Each model's uffd-wp bits against the model-independent expectation."""
+        for name, obs in (("legacy", ol), ("pmd", op_)):
+            bad = self.uffd_wp_shadow[name].check(obs)
+            if bad is not None:
+                pid, pages, want = bad
+                p = int(pages[0])
+                return self._div("uffd-wp-expected", i, op, pid, pages,
+                                 f"{name}: uffd-wp is {int(not want)} where the ops say {int(want)}",
+                                 int(ol.procs[pid].uffd_wp[p]) if pid in ol.procs else "-",
+                                 int(op_.procs[pid].uffd_wp[p]) if pid in op_.procs else "-")
         return None
 
     def _soft_dirty(self, i, op, ol, op_):

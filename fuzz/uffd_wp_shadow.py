@@ -1,0 +1,82 @@
+"""A model-independent expectation of every page's uffd-wp bit (pagemap bit 57), kept per model.
+
+The cross-model uffd-wp rule stops where the models' residency legitimately differs (TOLERATED
+entry_vs_none_cascade), and a uffd-wp mistake in shared code makes both models agree. This shadow
+checks each model on its own, from the ops and from that model's own page states, with the rules
+of Linux 7.3 for anonymous memory without UFFD_FEATURE_WP_UNPOPULATED / EVENT_FORK / EVENT_REMAP:
+
+  * UFFDIO_WRITEPROTECT(enable) sets the bit on every page of the range that holds an entry
+    (present or swap; a none anonymous PTE gets no marker), (disable) clears it;
+  * the bit lives on the entry: swap-out, swap-in, splits, swapoff, a lazyfree PTE, the zero page
+    a split maps (try_to_map_unused_to_zeropage()) keep it; a store to a protected page traps;
+  * a page whose entry goes (zap, MADV_FREE of a swap entry, discard, munmap) loses it, and a new
+    entry where there was none starts without it;
+  * fork: the child is not registered and its entries lose it (copy_*: userfaultfd_wp(dst_vma));
+  * mremap of a registered range clears it (vma_has_uffd_without_event_remap());
+  * UFFDIO_MOVE: a moved swap entry keeps it (move_swap_pte()), a moved present page (a fresh PTE)
+    and a moved zero page (move_zeropage_pte()) do not. After a move that stopped part way the
+    pages' expectation is taken from the model (which pages moved is the model's to say).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models import ops as O
+from models.observe import PRESENT, SWAPPED
+
+
+class UffdWpShadow:
+    """Expected uffd-wp bits of one model's processes."""
+
+    def __init__(self) -> None:
+        self.bits: dict[int, np.ndarray] = {0: np.zeros(O.VA_PAGES, bool)}
+        self.state: dict[int, np.ndarray] = {}  # each page's state after the previous op
+
+    def follow(self, op: O.Op, res: int, obs, new_pid: int | None) -> None:
+        """Update the expectation after `op` returned `res` in this model, observed as `obs`."""
+        pid = getattr(op, "pid", None)
+        bits = self.bits.get(pid)
+        if isinstance(op, O.Fork) and new_pid is not None:
+            self.bits[new_pid] = np.zeros(O.VA_PAGES, bool)
+        elif isinstance(op, O.Exit):
+            self.bits.pop(pid, None)
+        elif bits is None or pid not in obs.procs:
+            pass
+        elif isinstance(op, O.UffdWp):
+            sl = slice(op.start, op.start + op.npages)
+            if res != O.OK:  # stopped at an unregistered VMA: how far it got is the model's
+                bits[sl] = obs.procs[pid].uffd_wp[sl]
+            elif op.enable:
+                bits[sl] = obs.procs[pid].state[sl] >= PRESENT
+            else:
+                bits[sl] = False
+        elif isinstance(op, O.MremapMove) and res == O.OK:
+            bits[op.start:op.start + op.npages] = False
+            bits[op.dst:op.dst + op.npages] = False  # registered: cleared; else there were none
+        elif isinstance(op, O.UffdMove):
+            n = max(0, min(op.npages, O.VA_PAGES - op.src, O.VA_PAGES - op.dst))
+            before = self.state.get(pid)
+            if res == O.OK and before is not None:
+                moved = bits[op.src:op.src + n] & (before[op.src:op.src + n] == SWAPPED)
+                bits[op.src:op.src + n] = False
+                bits[op.dst:op.dst + n] = moved
+            elif n:
+                for a in (op.src, op.dst):
+                    bits[a:a + n] = obs.procs[pid].uffd_wp[a:a + n]
+        for p, b in self.bits.items():
+            po = obs.procs.get(p)
+            if po is not None:
+                b &= po.state >= PRESENT  # an entry that went takes its bit with it
+        self.state = {p: po.state.copy() for p, po in obs.procs.items()}
+
+    def check(self, obs) -> tuple[int, np.ndarray, bool] | None:
+        """(pid, pages, expected bit of the first) where the model's entries disagree, else None."""
+        for pid, po in sorted(obs.procs.items()):
+            b = self.bits.get(pid)
+            if b is None:
+                continue
+            bad = ((po.state >= PRESENT) & (po.uffd_wp != b)).nonzero()[0]
+            if bad.size:
+                return pid, bad, bool(b[bad[0]])
+        return None
