@@ -1746,6 +1746,10 @@ class Kernel:
             self.unmap_page_range(mm, v.start, v.end)
         mm.vmas = []
         self.free_pgtables(mm, 0, VA_PAGES)
+        # check_mm() (kernel/fork.c) before the mm is dropped: "BUG: Bad rss-counter state"
+        if mm.anonpages or mm.swapents:
+            raise ModelBug(f"check_mm: pid {mm.pid} exits with MM_ANONPAGES {mm.anonpages}, "
+                           f"MM_SWAPENTS {mm.swapents}")
         del self.mms[op.pid]
         if op.pid in self.mmlist:
             self.mmlist.remove(op.pid)

@@ -415,6 +415,20 @@ def test_nothing_references_removed_device_counter(k):
 
 
 # ---- all_free_after_exit ------------------------------------------------------------------------
+def test_unused_swap_cache_freed():
+    """A zap puts the last references of a folio still under writeback: it stays cached (the
+    invariant holds); the same folio with its writeback over and nobody freeing it fires."""
+    from models.invariants import unused_swap_cache_freed as inv
+    for cls in KERNELS:
+        k = build(cls, [O.Mmap(0, 0, N, hugepage=False), O.Write(0, 0, 4, 1), O.Pageout(0, 0, 4),
+                        O.Dontneed(0, 0, 4)])
+        s, pfn = cached_slot(k)
+        assert k.swap.count[s] == 0 and k.mem.writeback[pfn]
+        holds(k, inv)
+        k.mem.writeback[pfn] = False
+        fires(k, inv, f"folio {pfn}", "would have freed it")
+
+
 def test_all_free_after_exit(k):
     from models.invariants import all_free_after_exit as inv
     assert k.swap.used[1:].any()
@@ -464,7 +478,7 @@ COVERED = {
     "swap_cache_consistent", "rss_counters_match", "mapcounts_match", "no_leaked_folio",
     "writeback_only_in_swapcache", "writable_implies_exclusive", "writable_implies_soft_dirty",
     "entries_inside_vmas",
-    "nothing_references_removed_device", "all_free_after_exit",
+    "nothing_references_removed_device", "all_free_after_exit", "unused_swap_cache_freed",
 }
 
 
@@ -486,3 +500,24 @@ def test_check_invariants_names_first_failure(k):
     k.mms[0].anonpages -= 1
     name, msg = check_invariants(k)
     assert name == "no_leaked_folio"
+
+
+def test_exit_checks_the_rss_counters_before_dropping_the_mm():
+    """check_mm() (kernel/fork.c): an exiting process's counters must be zero once everything is
+    unmapped; invariants run after the op, when the mm is gone, so exit checks them itself."""
+    from models.errors import ModelBug
+    from models.legacy import LegacyKernel
+
+    class ZapForgetsSwapents(LegacyKernel):
+        def zap_pte_range(self, mm, lo, hi):
+            before = mm.swapents
+            super().zap_pte_range(mm, lo, hi)
+            mm.swapents = before  # BUG: MM_SWAPENTS not decremented
+
+    k = build(LegacyKernel, [O.Mmap(0, 0, 64, hugepage=False), O.Write(0, 0, 4, 1),
+                             O.Pageout(0, 0, 4), O.Fork(0)])
+    assert k.apply(O.Exit(1)) == O.OK
+    k = build(ZapForgetsSwapents, [O.Mmap(0, 0, 64, hugepage=False), O.Write(0, 0, 4, 1),
+                                   O.Pageout(0, 0, 4), O.Fork(0)])
+    with pytest.raises(ModelBug, match="check_mm: pid 1 exits with MM_ANONPAGES 0, MM_SWAPENTS 4"):
+        k.apply(O.Exit(1))
