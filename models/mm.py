@@ -1805,14 +1805,18 @@ class Kernel:
         if hi > VA_PAGES:
             return EINVAL
         vma = mm.find_vma(lo)
-        if vma is None or hi > vma.end:
-            return EFAULT
+        if vma is None:
+            return EFAULT  # check_prep_vma(): no VMA at addr
         new_hi = lo + op.new_npages
+        # check_prep_vma() (mm/mremap.c) returns before the "remap across the end of VMAs" check
+        # when nothing new is mapped: no resize, or a shrink, which may cross VMA boundaries
         if new_hi == hi:
             return O.OK
         if new_hi < hi:
-            self.do_vmi_munmap(mm, new_hi, hi)
+            self.do_vmi_munmap(mm, new_hi, hi)  # shrink_vma()
             return O.OK
+        if hi > vma.end:
+            return EFAULT
         # growing in place: only if the VMA ends here and the space behind it is free
         if hi != vma.end or new_hi > VA_PAGES or mm.vmas_in(hi, new_hi):
             return ENOMEM

@@ -362,3 +362,21 @@ def test_m8_large_folio_exclusivity_is_its_first_page():
     assert k.mem.anon_exclusive[int(k.mms[0].pte_pfn[5])]
     assert not k.mem.anon_exclusive[int(k.mms[0].pte_pfn[0])]
     apply(k, O.UffdMove(0, 5, N + 5, 1), expect=-errno.EBUSY)
+
+
+# ---- M7: mremap -----------------------------------------------------------------------------------
+def test_m7_shrink_may_cross_vma_boundaries():
+    """check_prep_vma() (mm/mremap.c) returns early when nothing new is mapped ("We permit crossing
+    of boundaries for the range being unmapped due to a shrink"), so a shrink whose old range spans
+    two VMAs unmaps the tail; a no-resize call over two VMAs is a no-op; growing still needs one."""
+    k = LegacyKernel()
+    apply(k, O.Mmap(0, 0, 64, hugepage=False))
+    apply(k, O.Mprotect(0, 32, 32, O.PROT_READ))  # two VMAs
+    apply(k, O.Write(0, 0, 8, value=1))
+    apply(k, O.MremapShrink(0, 0, 64, 64))
+    apply(k, O.MremapShrink(0, 0, 64, 16))
+    assert [(v.start, v.end) for v in k.mms[0].vmas] == [(0, 16)]
+    assert_pages(k, 0, np.arange(8), state=PRESENT, contents=val(1, np.arange(8)))
+    apply(k, O.Mmap(0, 16, 16, hugepage=False))
+    apply(k, O.Mprotect(0, 16, 16, O.PROT_READ))
+    apply(k, O.MremapShrink(0, 0, 32, 48), expect=-errno.EFAULT)
