@@ -114,17 +114,6 @@ TOLERATED = (
               unchecked="a soft-dirty bit the PMD model drops on those pages (legacy set, PMD "
                         "clear) until clear_refs; the written-pages lower bound still checks both "
                         "models there"),
-    Tolerated("swap_cache_at_count_zero", "end lockstep (oracle-derived: slots whose count is 0 "
-              "in both models, cached in one, free in the other, and no other slot difference)",
-              "whether do_swap_page() frees the swap cache after mapping depends on the new "
-              "PTE's writability (should_try_to_free_swap() only for a write fault that maps "
-              "read-only first, mm/memory.c), and writability follows soft-dirty "
-              "(pte_needs_soft_dirty_wp()), which the tolerated differences D5, D7 and D9 change; "
-              "the per-slot counts stay equal, and each model's invariants still refuse a leaked "
-              "slot or folio", "D5, D7, D9",
-              unchecked="cross-model slot accounting for the rest of the run; counts and offsets "
-                        "until then, residency and contents always, and each model's invariants "
-                        "(no leaked slot or folio) still checked"),
     Tolerated("soft_dirty_superset", "soft-dirty compared one-sided (legacy subset of PMD) in "
               "regions written or moved since clear_refs, and in tainted regions; equal elsewhere",
               "a write through a PMD marks all 512 pages dirty and soft-dirty; an aligned mremap "
@@ -462,8 +451,6 @@ class Oracle:
             self.detached.add(op.pid)  # TOLERATED entry_vs_none_cascade
             rl = rp
         self._note_diverged(ol, op_)
-        if self.lockstep and self._cache_only_slot_difference(ol, op_):
-            self.lockstep = False  # TOLERATED swap_cache_at_count_zero
         self.prev_contents = {pid: po.contents for pid, po in ol.procs.items()}
         for pid, po in ol.procs.items():
             if pid in self.shadow:
@@ -473,17 +460,6 @@ class Oracle:
                 or self._uffd_wp(i, op, ol, op_) or self._expected_uffd_wp(i, op, ol, op_)
                 or self._soft_dirty(i, op, ol, op_)
                 or self._residency(i, op, ol, op_) or self._invariants(i, op))
-
-    @staticmethod
-    def _cache_only_slot_difference(ol, op_) -> bool:
-        """Do the devices differ only in count-0 slots that one model still caches?"""
-        if ol.swap_count is None or op_.swap_count is None:
-            return False
-        differ = ol.swap_free != op_.swap_free
-        if not differ.any() or (ol.swap_count != op_.swap_count).any():
-            return False
-        cached_side = np.where(ol.swap_free, op_.swap_cached, ol.swap_cached)
-        return bool((cached_side[differ] & (ol.swap_count[differ] == 0)).all())
 
     def _taint_slot_sharers(self, pid: int, r: int, base: int) -> None:
         self.lockstep = False

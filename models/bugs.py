@@ -47,7 +47,7 @@ def copied_source_hash(fn) -> str:
 
 # PmdSwapKernel methods whose body is copied below, with the hash of the version copied.
 COPIED_FROM = {
-    "do_huge_pmd_swap_page": "871c33a665770693",
+    "do_huge_pmd_swap_page": "f19e7293826802df",
     "unuse_pmd": "30abed8bc4b09c9c",
     "zap_huge_pmd": "eea65c9ddb1abe14",
     "change_huge_pmd": "b4d948b4c70750f8",
@@ -104,7 +104,7 @@ def _swapin(k: PmdSwapKernel, mm: MM, vma: Vma, r: int, page: int, write: bool, 
     uw_ok = not (vma.uffd_wp and uw) or mistake == "ignore_uffd_wp"  # BUG (ignore_uffd_wp)
     sd_ok = not (not vma.softdirty and not sd) or mistake == "no_sd_wp"  # BUG (no_sd_wp)
     writable = excl_ok and bool(vma.prot & 2) and uw_ok and sd_ok
-    free_cache = sw.sync or (write and not writable and mem.folio_mapcount(head) == 0)
+    free_cache = sw.sync or (write and exclusive)
     dirty = write and writable
     mm.clear_pmd(r, PMD_HUGE)
     mm.pmd_pfn[r] = head

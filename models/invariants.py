@@ -234,34 +234,11 @@ def all_free_after_exit(s: Scan) -> str | None:
     return f"slot {int(used[0])} still allocated after every process exited" if used.size else None
 
 
-def unused_swap_cache_freed(s: Scan) -> str | None:
-    """Swap-cache lifecycle: a folio in the swap cache that nothing maps, that is not under
-    writeback, and none of whose slots is referenced any more is gone after every op. Each path
-    that drops the last reference frees it: the zap's free_swap_and_cache_nr() ->
-    __try_to_reclaim_swap(TTRS_UNMAPPED), the unmapping's free_swap_cache(), do_swap_page()'s
-    should_try_to_free_swap(), swapoff's sweep, reclaim's __remove_mapping(), and (M3) the split's
-    free_folio_and_swap_cache(); only a folio still under writeback waits for `evict`."""
-    sw, mem = s.k.swap, s.k.mem
-    if sw is None:
-        return None
-    slots = (sw.cache >= 0).nonzero()[0]
-    if not slots.size:
-        return None
-    for h in np.unique(mem.head[sw.cache[slots]]).tolist():
-        nr = mem.nr_pages(h)
-        if mem.writeback[h] or mem.folio_mapped(h):
-            continue
-        if not (sw.count[mem.swap[h:h + nr]] > 0).any():
-            return (f"folio {h} (order {int(mem.order[h])}) is in the swap cache, unmapped, not under "
-                    "writeback, and no slot of it is referenced: the kernel would have freed it")
-    return None
-
-
 INVARIANTS = (swap_count_matches_entries, exclusive_implies_count_one, free_slots_are_clean,
               swap_cache_consistent, rss_counters_match, mapcounts_match, no_leaked_folio,
               writeback_only_in_swapcache, writable_implies_exclusive, writable_implies_soft_dirty,
               entries_inside_vmas,
-              nothing_references_removed_device, all_free_after_exit, unused_swap_cache_freed)
+              nothing_references_removed_device, all_free_after_exit)
 
 
 def check_invariants(k: Kernel) -> tuple[str, str] | None:

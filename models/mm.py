@@ -63,6 +63,7 @@ class Vma:
     uffd_wp: bool = False  # registered with UFFDIO_REGISTER_MODE_WP (VM_UFFD_WP)
     softdirty: bool = True  # VM_SOFTDIRTY: set on new VMAs, cleared by clear_refs
     anon_vma: int = 0  # anon_vma identity, 0 = none yet (anon_vma_prepare() at the first fault)
+    pgoff: int = 0  # vm_pgoff of `start`: an anonymous mmap's is its address; mremap keeps it
     fork_child: bool = False  # vma_is_fork_child(): forked with an anon_vma (a non-singular chain)
 
     def flags(self) -> tuple:
@@ -227,7 +228,7 @@ class Kernel:
             if mm.pmd_kind[r] in (PMD_HUGE, PMD_SWAP):
                 self.split_huge_pmd(mm, r)
         i = mm.vmas.index(v)
-        mm.vmas[i:i + 1] = [replace(v, end=at), replace(v, start=at)]
+        mm.vmas[i:i + 1] = [replace(v, end=at), replace(v, start=at, pgoff=v.pgoff + at - v.start)]
 
     def vma_merge_all(self, mm: MM) -> None:
         """vma_merge_new_range() / vma_merge_existing_range() (mm/vma.c): adjacent VMAs whose flags
@@ -251,8 +252,8 @@ class Kernel:
 
     @staticmethod
     def _vmas_mergeable(a: Vma, b: Vma) -> bool:
-        if a.flags() != b.flags():
-            return False
+        if a.flags() != b.flags() or b.pgoff != a.pgoff + (a.end - a.start):
+            return False  # is_mergeable_vma(), and the pgoffs must be contiguous
         if a.anon_vma == b.anon_vma:
             return True  # case 3: already shared (or neither has one)
         if a.anon_vma and b.anon_vma:
@@ -260,13 +261,29 @@ class Kernel:
         # cases 1 and 2: one side has none; not with a fork child's anon_vma
         return not (a.fork_child if a.anon_vma else b.fork_child)
 
+    @staticmethod
+    def _reusable_anon_vma(mm: MM, v: Vma) -> int:
+        """find_mergeable_anon_vma() (mm/vma.c): borrow an adjacent VMA's anon_vma when the two
+        could merge but for their access flags (anon_vma_compatible(): touching, pgoffs contiguous,
+        flags equal outside VM_ACCESS_FLAGS and VM_SOFTDIRTY) and it is not a fork child's
+        (reusable_anon_vma(): a singular anon_vma_chain)."""
+        nexts = [(nb, v, nb) for nb in mm.vmas if nb.start == v.end]
+        prevs = [(nb, nb, v) for nb in mm.vmas if nb.end == v.start]
+        for nb, a, b in nexts + prevs:  # "Try next first", then prev
+            if not nb.anon_vma or nb.fork_child:
+                continue
+            if (a.hugepage, a.uffd_wp) == (b.hugepage, b.uffd_wp) \
+                    and b.pgoff == a.pgoff + (a.end - a.start):
+                return nb.anon_vma
+        return 0
+
     def anon_vma_prepare(self, mm: MM, page: int) -> Vma:
         """anon_vma_prepare() / vmf_anon_prepare() (mm/rmap.c): the VMA gets its anon_vma when
         the first anonymous folio is mapped into it (not on a zero-page read fault)."""
         v = mm.find_vma(page)
         if v is None or v.anon_vma:
             return v  # no VMA: the fault itself gives SIGSEGV
-        nv = replace(v, anon_vma=self._new_anon_vma())
+        nv = replace(v, anon_vma=self._reusable_anon_vma(mm, v) or self._new_anon_vma())
         mm.vmas[mm.vmas.index(v)] = nv
         return nv
 
@@ -620,10 +637,10 @@ class Kernel:
         # writable: !KSM && exclusive && VM_WRITE && !userfaultfd_pte_wp && !pte_needs_soft_dirty_wp
         writable = (exclusive and bool(vma.prot & 2) and not (vma.uffd_wp and uw)
                     and not (not vma.softdirty and not sd))
-        # should_try_to_free_swap() runs after mapping with vmf->flags, whose FAULT_FLAG_WRITE was
-        # cleared when the PTE was made writable: its write clause only applies to a write fault
-        # that is going on to do_wp_page(), and only when nobody else maps the folio
-        free_cache = sw.sync or (write and not writable and mem.folio_mapcount(head) == 0)
+        # should_try_to_free_swap() after mapping (Linux 7.3 mm/memory.c): SWP_SYNCHRONOUS_IO, or
+        # "we are the exclusive user and this is a write fault" (FAULT_FLAG_WRITE && exclusive;
+        # 7.2 tested the refcount and cleared FAULT_FLAG_WRITE when it mapped writable)
+        free_cache = sw.sync or (write and exclusive)
         dirty = write and writable
         mm.pte_kind[sl] = PTE_PRESENT
         mm.pte_pfn[sl] = pfns
@@ -1395,7 +1412,8 @@ class Kernel:
             return ENOMEM  # beyond TASK_SIZE
         if mm.vmas_in(lo, hi):
             return EEXIST  # MAP_FIXED_NOREPLACE
-        mm.vmas.append(Vma(lo, hi, hugepage=op.hugepage))  # no anon_vma until the first fault
+        # no anon_vma until the first fault; vm_pgoff = addr >> PAGE_SHIFT for anonymous memory
+        mm.vmas.append(Vma(lo, hi, hugepage=op.hugepage, pgoff=lo))
         self.vma_merge_all(mm)
         return O.OK
 
@@ -1551,7 +1569,6 @@ class Kernel:
         small_unmapped = (cache >= 0) & (mem.order[np.maximum(chead, 0)] == 0) \
             & (mem.mapcount[np.maximum(cache, 0)] == 0) & ~(mem.writeback[np.maximum(chead, 0)] & sw.sync)
         excl = mm.pte_swp_excl[sl].copy()  # copies: the PTEs are rewritten below
-        sd_wp = ~(vma.softdirty | mm.pte_sd[sl])  # pte_needs_soft_dirty_wp(): mapped read-only first
         # A non-exclusive entry of count 1 that nobody caches: do_swap_page() maps the new
         # swap-cache folio read-only, should_try_to_free_swap() drops it from the swap cache (its
         # slot's count is 0 after the put) and do_wp_page() reuses it (folio_ref_count 1). An
@@ -1574,10 +1591,10 @@ class Kernel:
         mm.anonpages += n
         mm.swapents -= n
         sw.put(slots)
-        # should_try_to_free_swap(): SWP_SYNCHRONOUS_IO, or a write fault mapped read-only that
-        # goes on to do_wp_page() (soft-dirty tracking, or a non-exclusive entry); then
+        # should_try_to_free_swap() (a write fault by the exclusive user, Linux 7.3), or for a
+        # sole non-exclusive entry do_wp_page()'s wp_can_reuse_anon_folio(); either way
         # folio_free_swap() succeeds unless the folio is under writeback (every count is 0 now)
-        drop = pfns[(sw.sync | sd_wp[:n] | ~excl[:n]) & ~mem.writeback[pfns]]
+        drop = pfns[~mem.writeback[pfns]]
         if drop.size:
             sw.delete_order0_from_swap_cache(mem, drop)
             mem.dirty[drop] = True
@@ -1703,6 +1720,14 @@ class Kernel:
             h = int(h)
             if not mem.folio_mapped(h) and not mem.dirty[h]:
                 sw.delete_from_swap_cache(mem, h)
+                mem.free_folio(h)
+        # a dirty unmapped folio whose slots nobody references any more: reclaim's pageout() ->
+        # swap_writeout() starts with folio_free_swap() ("stale swap cache pages", mm/page_io.c),
+        # and the folio, now in neither, is freed
+        for h in self._cached_heads():
+            nr = mem.nr_pages(h)
+            if not mem.folio_mapped(h) and not (sw.count[mem.swap[h:h + nr]] > 0).any() \
+                    and self.folio_free_swap(h):
                 mem.free_folio(h)
         return O.OK
 

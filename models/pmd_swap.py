@@ -137,9 +137,9 @@ class PmdSwapKernel(Kernel):
         # writable only if EXCL && VM_WRITE && !UW; [I] plus the soft-dirty write-protect of the PTE path
         writable = (exclusive and bool(vma.prot & 2) and not (vma.uffd_wp and uw)
                     and not (not vma.softdirty and not sd))
-        # [I] mirrors should_try_to_free_swap() after mapping: synchronous device, or a write fault
-        # going on to the write-protect path while nobody else maps the folio
-        free_cache = sw.sync or (write and not writable and mem.folio_mapcount(head) == 0)
+        # [I] mirrors should_try_to_free_swap() after mapping (Linux 7.3): synchronous device, or
+        # a write fault by the exclusive user
+        free_cache = sw.sync or (write and exclusive)
         dirty = write and writable
         mm.clear_pmd(r, PMD_HUGE)
         mm.pmd_pfn[r] = head

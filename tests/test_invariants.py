@@ -415,20 +415,6 @@ def test_nothing_references_removed_device_counter(k):
 
 
 # ---- all_free_after_exit ------------------------------------------------------------------------
-def test_unused_swap_cache_freed():
-    """A zap puts the last references of a folio still under writeback: it stays cached (the
-    invariant holds); the same folio with its writeback over and nobody freeing it fires."""
-    from models.invariants import unused_swap_cache_freed as inv
-    for cls in KERNELS:
-        k = build(cls, [O.Mmap(0, 0, N, hugepage=False), O.Write(0, 0, 4, 1), O.Pageout(0, 0, 4),
-                        O.Dontneed(0, 0, 4)])
-        s, pfn = cached_slot(k)
-        assert k.swap.count[s] == 0 and k.mem.writeback[pfn]
-        holds(k, inv)
-        k.mem.writeback[pfn] = False
-        fires(k, inv, f"folio {pfn}", "would have freed it")
-
-
 def test_all_free_after_exit(k):
     from models.invariants import all_free_after_exit as inv
     assert k.swap.used[1:].any()
@@ -478,7 +464,7 @@ COVERED = {
     "swap_cache_consistent", "rss_counters_match", "mapcounts_match", "no_leaked_folio",
     "writeback_only_in_swapcache", "writable_implies_exclusive", "writable_implies_soft_dirty",
     "entries_inside_vmas",
-    "nothing_references_removed_device", "all_free_after_exit", "unused_swap_cache_freed",
+    "nothing_references_removed_device", "all_free_after_exit",
 }
 
 

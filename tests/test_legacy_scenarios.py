@@ -243,8 +243,9 @@ def case_read_fault(s: Setup) -> None:
 
 def case_write_fault(s: Setup) -> None:
     """Write fault (§1.2 LEGACY steps 5-7; research-notes Q1(c)/(d)): an exclusive entry maps writable
-    and dirty at once, so FAULT_FLAG_WRITE is cleared before should_try_to_free_swap() and an async
-    device keeps the folio in the swap cache (count 0); a shared entry maps RO and do_wp_page() copies."""
+    and dirty at once, and Linux 7.3's should_try_to_free_swap() (FAULT_FLAG_WRITE && exclusive)
+    then drops the folio from the swap cache unless it is still under writeback; a shared entry
+    maps RO and do_wp_page() copies."""
     k, p = s.k, s.p
     apply(k, O.Fault(0, p, write=True))
     _expect_data_intact(s)
@@ -261,7 +262,8 @@ def case_write_fault(s: Setup) -> None:
     assert_pages(k, 0, np.setdiff1d(s.pages, m), state=SWAPPED)
     assert_counters(k, 0, m.size, s.n - m.size)
     left = s.count - 1
-    cached = not (s.sync and left == 0)
+    under_writeback = s.cached and not s.sync  # the async pageout's folio, not yet evicted
+    cached = not (left == 0 and (s.sync or (s.excl and not under_writeback)))
     assert_slots(k, s.slots[np.isin(s.pages, m)], count=left, cached=cached,
                  free=not cached and left == 0)
     for pid in s.pids[1:]:
@@ -732,16 +734,18 @@ def test_pmd_swap_cycles():
 
 
 def test_pmd_swap_cycles_with_writes():
-    """Cycles where the fault-in writes: an exclusive entry is mapped writable at once, so
-    should_try_to_free_swap() (after mapping, FAULT_FLAG_WRITE already cleared) keeps the folio in the
-    swap cache of an async device (notes Q1(c)); the next pageout reuses slot 512 + i."""
+    """Cycles where the fault-in writes: Linux 7.3's should_try_to_free_swap() frees the swap cache
+    on a write fault by the exclusive user (FAULT_FLAG_WRITE && exclusive, notes Q1(c)), so slot
+    512 is freed, and the next pageout gives page 0 a new order-0 slot in the order-0 cluster while
+    the other 511 keep 512 + i."""
     k = _swapped_thp(evict=True)
     apply(k, O.Write(0, 0, 1, value=2))
     assert_pages(k, 0, [0], state=PRESENT, contents=val(2, [0]))
-    assert_slots(k, [THP_SLOT], count=0, cached=True, free=False)
+    assert_slots(k, [THP_SLOT], count=0, cached=False, free=True)
     apply(k, O.Pageout(0, 0, N))
-    assert_pages(k, 0, ALL, state=SWAPPED, swp_off=THP_SLOT + ALL)
-    assert_pages(k, 0, [0], contents=val(2, [0]))
+    assert_pages(k, 0, ALL[1:], state=SWAPPED, swp_off=THP_SLOT + ALL[1:])
+    assert_pages(k, 0, [0], state=SWAPPED, contents=val(2, [0]))
+    assert 0 < observe(k).procs[0].swp_off[0] < THP_SLOT
 
 
 def test_pmd_swap_write():

@@ -380,3 +380,43 @@ def test_m7_shrink_may_cross_vma_boundaries():
     apply(k, O.Mmap(0, 16, 16, hugepage=False))
     apply(k, O.Mprotect(0, 16, 16, O.PROT_READ))
     apply(k, O.MremapShrink(0, 0, 32, 48), expect=-errno.EFAULT)
+
+
+def test_m6_a_new_anon_vma_is_borrowed_from_a_neighbour_so_mprotect_can_remerge():
+    """find_mergeable_anon_vma() (mm/vma.c): the first fault in B takes A's anon_vma when the two
+    differ only in access flags (anon_vma_compatible()), so A and B merge once mprotect makes their
+    flags equal again."""
+    k = LegacyKernel()
+    apply(k, O.Mmap(0, 0, 64, hugepage=False))
+    apply(k, O.Write(0, 0, 1, value=1))
+    apply(k, O.Mprotect(0, 0, 64, O.PROT_READ))
+    apply(k, O.Mmap(0, 64, 64, hugepage=False))
+    apply(k, O.Write(0, 64, 1, value=2))
+    assert _vmas(k) == [(0, 64), (64, 128)]
+    apply(k, O.Mprotect(0, 0, 64, O.PROT_RW))
+    assert _vmas(k) == [(0, 128)]
+
+
+def test_m6_pgoffs_must_be_contiguous():
+    """is_mergeable_vma() needs vma_end_pgoff(prev) == vma_start_pgoff(next): a VMA moved by
+    mremap keeps its vm_pgoff, so it does not merge with its new neighbour."""
+    k = LegacyKernel()
+    apply(k, O.Mmap(0, 0, 64, hugepage=False))
+    apply(k, O.Mmap(0, 512, 64, hugepage=False))
+    apply(k, O.MremapMove(0, 512, 64, 64))
+    assert _vmas(k) == [(0, 64), (64, 128)]
+
+
+def test_reclaim_frees_a_stale_dirty_swap_cache_folio():
+    """swap_writeout() (mm/page_io.c) starts with folio_free_swap(): a dirty folio nothing maps
+    and whose slot nobody references leaves the swap cache instead of being written again."""
+    k = LegacyKernel()
+    apply(k, O.Mmap(0, 0, 64, hugepage=False))
+    apply(k, O.Write(0, 0, 1, value=1))
+    apply(k, O.Pageout(0, 0, 1))  # cached under writeback
+    apply(k, O.Write(0, 0, 1, value=2))  # exclusive write: folio_free_swap() refused (writeback)
+    apply(k, O.Munmap(0, 0, 1))  # unmapped, slot count 0, still under writeback: stays cached
+    assert_slots(k, [1], count=0, cached=True, free=False)
+    apply(k, O.Evict())
+    assert_slots(k, [1], count=0, cached=False, free=True)
+    assert k.mem.live_folios().size == 0

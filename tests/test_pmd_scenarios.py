@@ -247,9 +247,9 @@ def case_write_fault(s: Setup) -> None:
     """Write fault (§1.2 PMD column steps 3-4, 6; §3.2 D5, D11): an exclusive entry maps the whole THP
     writable and dirty, soft-dirty on all 512 pages; a shared one (after fork) maps RO, then
     do_huge_pmd_wp_page() cannot reuse the THP (the other process still references its slots), splits
-    the PMD and COWs one 4 KiB page. [I] As in do_swap_page() (research-notes Q1(c)), a writable
-    mapping clears FAULT_FLAG_WRITE before should_try_to_free_swap(), so an async device keeps the
-    folio in the swap cache."""
+    the PMD and COWs one 4 KiB page. [I] As in Linux 7.3's do_swap_page() (research-notes Q1(c)),
+    should_try_to_free_swap() frees the swap cache on a write fault by the exclusive user, unless
+    the folio is still under writeback (the async setup before `evict`)."""
     k = s.k
     apply(k, O.Write(0, P, 1, value=2))
     want = np.where(ALL == P, val(2, ALL), val(1, ALL))
@@ -260,7 +260,7 @@ def case_write_fault(s: Setup) -> None:
     assert_counters(k, 0, N, 0)
     if s.excl:
         assert_thp(k, 0, contents=want, writable=True, exclusive=True, soft_dirty=True)
-        cached = not s.sync
+        cached = s.cached  # under writeback: folio_free_swap() refuses
         assert_slots(k, SLOTS, count=0, cached=cached, free=not cached)
     else:
         assert_pages(k, 0, ALL, state=PRESENT, pmd_level=False, contents=want)

@@ -45,13 +45,6 @@ class SwapoutDropsSoftDirty:
         mm.pte_sd[pages] = False
 
 
-class ZapLeaksSlots:
-    """zap_pte_range() that forgets to put the slots of the swap entries it clears."""
-
-    def swap_put_entries_direct(self, slots):
-        return None
-
-
 def _oracle(bug=None) -> Oracle:
     if bug is None:
         return Oracle(LegacyKernel(), PmdSwapKernel())
@@ -113,19 +106,3 @@ def test_dirty_swapout_region_still_has_its_written_pages_checked():
     assert _run(orc, ops) is None and orc.sd_legacy_more[0][:N].all()
     d = _run(_oracle(SwapoutDropsSoftDirty), ops)
     assert d is not None and d.rule == "soft-dirty" and "written since clear_refs" in d.detail
-
-
-def test_after_swap_cache_at_count_zero_a_slot_leak_is_still_caught():
-    """TOLERATED swap_cache_at_count_zero ends lockstep (no cross-model slot comparison); a zap that
-    leaks its slots is still refused by each model's invariants."""
-    ops = [O.Mmap(0, 0, 2 * N, hugepage=True), O.Write(0, 1, N, value=1), O.ClearRefs(0),
-           O.Pageout(0, N, N), O.Evict(), O.Fault(0, N, write=True, fail_alloc=True)]
-    orc = _oracle()
-    assert _run(orc, ops) is None and not orc.lockstep and not orc.tainted
-    orc = _oracle()
-    _run(orc, ops)
-    orc.legacy.__class__ = type("LegacyZapLeaksSlots", (ZapLeaksSlots, LegacyKernel), {})
-    orc.pmd.__class__ = type("PmdZapLeaksSlots", (ZapLeaksSlots, PmdSwapKernel), {})
-    d = orc.step(len(ops), O.Munmap(0, N, N))
-    assert d is not None and d.rule.startswith("invariant:")
-    assert np.any(orc.legacy.swap.count > 0) or np.any(orc.pmd.swap.count > 0)
