@@ -22,7 +22,7 @@ Design (see the comment block at the top of the generated file):
     final content check (`K:end...`).
 
 Ops the target kernel cannot express raise `ExportError` naming the op index and why; nothing is
-dropped silently. What a target can express is a `kernel_profiles.Profile` (default: Linux 6.1).
+dropped silently. What a target can express is a `kernel_profiles.Profile` (default: Linux 7.3).
 """
 
 from __future__ import annotations
@@ -131,22 +131,62 @@ def _op_row(i: int, op: O.Op) -> str:
 
 
 def export_c(ops: list[O.Op], name: str, profile: str | Profile | None = None) -> str:
-    """The C program performing `ops` (trace `name`) on a kernel of `profile` (default Linux 6.1)."""
+    """The C program performing `ops` (trace `name`) on a kernel of `profile` (default Linux 7.3)."""
     prof = _profile(profile)
     check_exportable(ops, prof)
-    uses_move = any(isinstance(op, O.UffdMove) for op in ops)
     rows = "\n".join(_op_row(i, op) for i, op in enumerate(ops))
-    enum = ",\n".join(f"\tOP_{cls.name.upper()} = {_KIND[cls]}" for cls in O.OPS)
     safe = re.sub(r"[^A-Za-z0-9_.+-]", "_", name)[:120]
     head = HEADER.format(name=safe, nops=len(ops), kernel=prof.kernel, profile=prof.name)
-    return (head + RUNTIME.replace("@ENUM@", enum)
+    table = (f"static const char *trace_name = {_c_string(safe)};\n"
+             f"static const struct op ops[] = {{\n{rows}\n}};\n"
+             "#define NOPS ((int)(sizeof(ops) / sizeof(ops[0])))\n")
+    return head + _runtime(table, "")
+
+
+def _runtime(table: str, select: str) -> str:
+    enum = ",\n".join(f"\tOP_{cls.name.upper()} = {_KIND[cls]}" for cls in O.OPS)
+    return (RUNTIME.replace("@ENUM@", enum)
             .replace("@WINDOW_BASE@", f"0x{WINDOW_BASE:x}UL")
             .replace("@VA_PAGES@", str(O.VA_PAGES))
             .replace("@MAX_PROCS@", str(O.MAX_PROCS))
-            .replace("@UFFD_MODE@", "UFFDIO_REGISTER_MODE_WP | UFFDIO_REGISTER_MODE_MISSING"
-                     if uses_move else "UFFDIO_REGISTER_MODE_WP")
-            .replace("@NAME@", _c_string(safe))
-            .replace("@OPS@", rows))
+            .replace("@SELECT@", select)
+            .replace("@TABLE@\n", table))
+
+
+def export_c_batch(traces: list[tuple[str, list[O.Op]]],
+                   profile: str | Profile | None = None) -> str:
+    """One C program holding every trace of `traces` ((name, ops) pairs); `./prog SWAPDEV ZRAMDEV
+    I` runs trace I, exactly as export_c()'s program of that trace would. kernel-check runs its
+    traces from one such program: one gcc run and one binary in the initramfs, however many traces
+    (a static binary per trace would fill the guest's memory long before a thousand)."""
+    prof = _profile(profile)
+    parts, rows = [], []
+    for n, (name, ops) in enumerate(traces):
+        try:
+            check_exportable(ops, prof)
+        except ExportError as e:
+            raise ExportError(e.index, e.op, f"trace {n} ({name}): {e.why}") from None
+        body = "\n".join(_op_row(i, op) for i, op in enumerate(ops)) or "\t{ 0 }, /* no ops */"
+        parts.append(f"static const struct op ops_{n}[] = {{\n{body}\n}};\n")
+        safe = re.sub(r"[^A-Za-z0-9_.+-]", "_", name)[:120]
+        rows.append(f"\t{{ {_c_string(safe)}, ops_{n}, {len(ops)} }},")
+    table = ("".join(parts)
+             + "static const struct trace_def {\n\tconst char *name;\n\tconst struct op *ops;\n"
+             "\tint nops;\n} all_traces[] = {\n" + "\n".join(rows) + "\n};\n"
+             "#define NTRACES ((int)(sizeof(all_traces) / sizeof(all_traces[0])))\n"
+             "static const char *trace_name;\nstatic const struct op *ops;\nstatic int NOPS;\n"
+             )
+    select = ("\tif (argc != 4 || atoi(argv[3]) < 0 || atoi(argv[3]) >= NTRACES) {\n"
+              "\t\tfprintf(stderr, \"usage: %s SWAPDEV ZRAMDEV INDEX (0..%d)\\n\", argv[0], "
+              "NTRACES - 1);\n\t\treturn 2;\n\t}\n"
+              "\ttrace_name = all_traces[atoi(argv[3])].name;\n"
+              "\tops = all_traces[atoi(argv[3])].ops;\n"
+              "\tNOPS = all_traces[atoi(argv[3])].nops;\n"
+              )
+    head = (f"// SPDX-License-Identifier: GPL-2.0\n/* {len(traces)} pmdswap-fuzz traces in one "
+            f"program for kernel profile {prof.name} ({prof.kernel}); see `pmdswap-fuzz export-c` "
+            "for one trace as a readable reproducer. */\n")
+    return head + _runtime(table, select)
 
 
 HEADER = """\
@@ -245,11 +285,7 @@ struct op {
 	int kind, pid, a, b, c, d;
 };
 
-static const char *trace_name = @NAME@;
-static const struct op ops[] = {
-@OPS@
-};
-#define NOPS ((int)(sizeof(ops) / sizeof(ops[0])))
+@TABLE@
 
 /* ---------------------------------------------------------------- setup */
 static const char *swapdev = "/dev/vda";
@@ -383,6 +419,9 @@ static void setup_system(void)
 	snprintf(p, sizeof(p), "%s/khugepaged/scan_sleep_millisecs", t);
 	write_file(p, "86400000");
 	write_file("/proc/sys/vm/page-cluster", "0"); /* no swap readahead */
+	/* a trace starts with zswap off, as the model does (zswap_enable turns it on; an earlier
+	 * program in the same boot may have); absent without CONFIG_ZSWAP */
+	write_file("/sys/module/zswap/parameters/enabled", "N");
 	swapoff(swapdev);
 	swapoff(zramdev);
 	mkdir("/sys/fs/cgroup", 0755);
@@ -445,7 +484,7 @@ static void *uffd_handler(void *arg)
 			continue;
 		if (msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
 			syscall(SYS_tgkill, getpid(), worker_tid, SIGUSR1);
-		} else { /* MISSING (registered only for UFFDIO_MOVE): never leave it blocked */
+		} else { /* MISSING: never registered; should one come, never leave it blocked */
 			struct uffdio_zeropage zp = {
 				.range = { .start = msg.arg.pagefault.address & ~(PAGE_SZ - 1), .len = PAGE_SZ },
 			};
@@ -485,8 +524,8 @@ static int access_pages(unsigned start, unsigned n, int write, int value, int st
 			       fault_sig == SIGBUS ? RES_SIGBUS : RES_SIGSEGV;
 		if (!write)
 			(void)*(volatile uint32_t *)addr;
-		else if (store_same)
-			*(volatile uint32_t *)addr = *(volatile uint32_t *)addr;
+		else if (store_same) /* one write access: `*p = *p` would fault as a read first */
+			__asm__ volatile("lock addl $0, %0" : "+m"(*(volatile uint32_t *)addr));
 		else
 			fill_page(addr, ((uint32_t)(value & 0xffff) << 16) | p);
 	}
@@ -563,7 +602,9 @@ static int run_op(const struct op *o, int arg, int *extra)
 			return r;
 		struct uffdio_register reg = {
 			.range = { .start = (unsigned long)PAGE_ADDR(o->a), .len = o->b * PAGE_SZ },
-			.mode = @UFFD_MODE@,
+			/* WP only: MISSING would send first touches to the handler, which the models
+			 * do not have; UFFDIO_MOVE needs only a registered dst (validate_move_areas()) */
+			.mode = UFFDIO_REGISTER_MODE_WP,
 		};
 		return ioctl(uffd, UFFDIO_REGISTER, &reg) ? -errno : 0;
 	}
@@ -577,8 +618,11 @@ static int run_op(const struct op *o, int arg, int *extra)
 		return ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) ? -errno : 0;
 	}
 	case OP_UFFD_MOVE: {
-		if (uffd < 0)
-			return -ENOENT;
+		/* a process that registered nothing asks a fresh context, whose VMAs are none of its
+		 * (validate_move_areas(): -EINVAL), as the model assumes */
+		int r = uffd_open();
+		if (r)
+			return r;
 		struct uffdio_move_args mv = {
 			.dst = (unsigned long)PAGE_ADDR(o->c), .src = (unsigned long)PAGE_ADDR(o->a),
 			.len = o->b * PAGE_SZ, .mode = 0,
@@ -942,7 +986,7 @@ int main(int argc, char **argv)
 {
 	char tag[32], rb[64];
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (argc > 1)
+@SELECT@	if (argc > 1)
 		swapdev = argv[1];
 	if (argc > 2)
 		zramdev = argv[2];
@@ -1016,6 +1060,10 @@ int main(int argc, char **argv)
 		default:
 			r = slot_pid[o->pid] ? send_cmd(o->pid, i, 0, NULL) : RES_NA;
 		}
+		/* the write-out a pageout started completes before the next op (the comparison's
+		 * model ends writeback after every op: a real disk finishes in microseconds) */
+		if (o->kind == OP_PAGEOUT)
+			wait_writeback();
 		snprintf(tag, sizeof(tag), "%d", i);
 		out(tag, "res", "%s", res_name(r, rb));
 		for (int s = 0; s < MAX_PROCS; s++)

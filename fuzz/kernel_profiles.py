@@ -1,9 +1,12 @@
 """Kernel-version profiles: the ONE list of how a real kernel's legacy behaviour differs from the model.
 
-The legacy model (models/legacy.py + models/mm.py) models the series' base tree (mm-new, mid-2026).
-A real kernel checked with `pmdswap-fuzz kernel-check` may be older. A profile names that kernel,
-says which ops it can express (`capabilities`, read by fuzz/export_c.py) and lists every known
-difference, each with its source and how the comparison handles it:
+The legacy model (models/legacy.py + models/mm.py) models the series' base tree (mm-new, mid-2026),
+whose closest installable kernel is Linux 7.3 (Debian experimental: it has the series' prep patches
+and none of the core series). A real kernel checked with `pmdswap-fuzz kernel-check` may be older.
+A profile names that kernel and the Debian package that ships it (`package`, fetched by
+fuzz/kernel_fetch.py when kernel-check is given no --kernel), says which ops it can express
+(`capabilities`, read by fuzz/export_c.py) and lists every known difference, each with its source
+and how the comparison handles it:
 
   * "model"   - the profile's model (`make_model`) is the legacy model with this one function
                 overridden to the old behaviour (a subclass here; models/ is not changed);
@@ -27,6 +30,8 @@ from models import ops as O
 from models.mm import PMD_HUGE, PTE_PRESENT, PTE_SWAP
 from models.ops import HPAGE_PMD_NR
 
+from .kernel_fetch import KERNEL_PACKAGES, KernelPackage
+
 __all__ = ["Difference", "Profile", "PROFILES", "DEFAULT_PROFILE", "make_model"]
 
 
@@ -47,6 +52,7 @@ class Profile:
     differences: tuple[Difference, ...] = ()
     # observable name -> rule; see fuzz/kernelcheck.py OBSERVABLES
     observable_rules: dict = field(default_factory=dict)
+    package: KernelPackage | None = None  # the Debian kernel package; None: bring your own kernel
 
     def has(self, key: str) -> bool:
         return any(d.key == key for d in self.differences)
@@ -57,6 +63,7 @@ M61 = "mm/memory.c, Linux 6.1.y (docs/research-notes.md source M61: unifreq/linu
 LINUX_6_1 = Profile(
     name="linux-6.1",
     kernel="Linux 6.1 (Debian 12 linux-image-*-cloud-amd64)",
+    package=KERNEL_PACKAGES["linux-6.1"],
     model="legacy",
     capabilities=frozenset({"split_huge_pages"}),
     differences=(
@@ -78,8 +85,8 @@ LINUX_6_1 = Profile(
             "fs/proc/task_mmu.c, Linux 6.1 pte_to_pagemap_entry()/pagemap_pmd_range(): "
             "`if (page && page_mapcount(page) == 1) flags |= PM_MMAP_EXCLUSIVE;` only for present "
             "and migration entries, and in pagemap_pmd_range() with `page = pmd_page(pmd)` once "
-            "before the loop over the 512 subpages; measured: swap PTEs read 0x40800000... (bit 56 clear), "
-            "../shared/docs/realkernel.md section 5",
+            "before the loop over the 512 subpages; measured under qemu on Debian's 6.1 cloud "
+            "kernel (swap PTEs read 0x40800000..., bit 56 clear)",
             "observe"),
         Difference(
             "lazyfree_thp_split_before_discard",
@@ -134,13 +141,69 @@ LINUX_6_1 = Profile(
             "place. So a later MADV_PAGEOUT writes it to a new slot, and two processes faulting "
             "the same shared entry get two private copies. Found by corpus/seeds/pmd_swap-fork.trace "
             "(exclusive 1 in both processes) and corpus/seeds/pmd_swap-cycles.trace (pswpout +1, "
-            "a new slot); measured 511 copied pages per THP in ../shared/docs/realkernel.md "
-            "section 5",
+            "a new slot); measured under qemu on Debian's 6.1 cloud kernel: 511 copied pages per "
+            "THP",
             "mm/ksm.c, Linux 6.1 ksm_might_need_to_copy(): returns the page only if "
             "`page->index == linear_page_index(vma, address)`, which a THP tail page (index not "
             "maintained before split) fails, else allocates and copies; called by do_swap_page() "
             f"and unuse_pte() ({M61}: `if (folio != swapcache) exclusive = true;`, "
             "`page_add_new_anon_rmap()`); later kernels return early for large folios",
+            "model"),
+        Difference(
+            "split_dirty_pmd_not_soft_dirty",
+            "a split of a dirty present PMD gives soft-dirty PTEs the other way round from 7.3. "
+            "A direct split (reclaim's TTU_SPLIT_HUGE_PMD, partial mprotect/munmap/DONTNEED) "
+            "leaves the PTEs clean and soft-dirty only if the PMD was (the folio is marked dirty "
+            "instead), where 7.3's pte_mkdirty() (which on x86 also sets _PAGE_SOFT_DIRTY) makes "
+            "all 512 soft-dirty even after clear_refs. The folio split (split_huge_page(), "
+            "through migration entries: partial MADV_PAGEOUT) makes them soft-dirty when the PMD "
+            "was dirty, where 7.3 keeps only the PMD's soft-dirty bit. Found by "
+            "corpus/realkernel/softdirty-across_swap.trace (after clear_refs, pageout splits the "
+            "THP: model soft-dirty 1 on pages 0-511, kernel 0) and "
+            "corpus/realkernel/linux73-m2-split_dirty_pmd_softdirty.trace (partial pageout after "
+            "clear_refs: model 0 on pages 512-1023, kernel 1)",
+            "mm/huge_memory.c, Linux 6.1 __split_huge_pmd_locked(): commit 624a2c94f5b7 'Partly "
+            "revert \"mm/thp: carry over dirty bit when thp splits on pmd\"' (6.1-rc) dropped "
+            "`if (dirty) entry = pte_mkdirty(entry);` from the direct branch, e833bc503405 'mm/thp: "
+            "re-apply mkdirty for small pages after split' (6.2) put it back; the freeze branch "
+            "sets make_migration_entry_dirty() and 6.1's mm/migrate.c remove_migration_pte() does "
+            "`if (is_migration_entry_dirty(entry)) pte = pte_mkdirty(pte);` with no soft-dirty "
+            "clear ('mm: remember young/dirty bit for page migrations', 6.1). Linux 7.3: "
+            "mm/huge_memory.c __split_huge_pmd_locked() `/* NOTE: this may set soft-dirty too on "
+            "some archs */ if (dirty) entry = pte_mkdirty(entry);`, mm/migrate.c:393-398 "
+            "`else pte = pte_clear_soft_dirty(pte);`",
+            "model"),
+        Difference(
+            "no_pt_reclaim",
+            "MADV_DONTNEED of a whole 2 MiB keeps the emptied PTE table (no CONFIG_PT_RECLAIM), so "
+            "the next fault maps a 4 KiB page, not a THP. Found by "
+            "corpus/realkernel/linux73-m1-dontneed_frees_table.trace and "
+            "corpus/realkernel/linux73-m6-adjacent_mmaps_merge.trace (the fault after the "
+            "DONTNEED: model a THP, kernel one page)",
+            "CONFIG_PT_RECLAIM (mm/Kconfig) and zap_pte_range()'s reclaim_pt were added in Linux "
+            "6.14 ('mm: pgtable: reclaim empty PTE page in madvise(MADV_DONTNEED)', Qi Zheng); "
+            "Linux 7.3 mm/madvise.c madvise_dontneed_single_vma() `.reclaim_pt = true`",
+            "model"),
+        Difference(
+            "no_split_zero_page_remap",
+            "splitting an anonymous THP keeps its zero-filled subpages as anonymous pages; from "
+            "6.12 on they are mapped to the shared zero page (and freed). Found by "
+            "corpus/realkernel/linux73-m3-zero_page_on_split.trace (partial pageout after the "
+            "split: pages 0-2,4-255 model present on the zero page, kernel swapped)",
+            "added in Linux 6.12 ('mm: remap unused subpages to shared zeropage when splitting "
+            "isolated thp', Usama Arif): Linux 7.3 mm/huge_memory.c __folio_split() "
+            "remap_page(..., TTU_USE_SHARED_ZEROPAGE), mm/migrate.c "
+            "try_to_map_unused_to_zeropage()",
+            "model"),
+        Difference(
+            "no_zeromap",
+            "a zero-filled folio is written to the swap device like any other (PSWPOUT, "
+            "THP_SWPOUT, under writeback); from 6.12 on it only gets a zero mark. Found by "
+            "corpus/realkernel/linux73-m4-zeromap.trace (pageout of a read-faulted, all-zero THP: "
+            "model pswpout +0, kernel +512)",
+            "added in Linux 6.12 ('mm: store zero pages to be swapped out in a bitmap', Usama "
+            "Arif); Linux 7.3 mm/page_io.c swap_writeout() is_folio_zero_filled() -> "
+            "swap_zeromap_folio_set()",
             "model"),
         Difference(
             "read_fault_never_writable",
@@ -166,7 +229,7 @@ LINUX_6_1 = Profile(
             "swap_slot_cache",
             "freed swap slots sit in per-CPU swap_slots caches and are returned in batches of 64; "
             "order-0 allocation comes from those caches, so absolute offsets and swap usage differ",
-            "mm/swap_slots.c, Linux 6.1; measured in ../shared/docs/realkernel.md section 5",
+            "mm/swap_slots.c, Linux 6.1; measured under qemu on Debian's 6.1 cloud kernel",
             "observe"),
         Difference(
             "no_uffdio_move",
@@ -177,9 +240,50 @@ LINUX_6_1 = Profile(
             "no_zswap",
             "the cloud kernel is built without zswap",
             "Debian config-6.1.0-*-cloud-amd64: '# CONFIG_ZSWAP is not set' "
-            "(../shared/docs/realkernel.md section 3)",
+            "(boot/config-6.1.0-*-cloud-amd64 in the package)",
             "export"),
     ),
+    observable_rules={"exclusive": "mapcount1", "swap_offsets": "structure"},
+)
+
+S73 = "Linux 7.3-rc7 (Debian linux-source-7.3 7.3~rc7-1~exp1)"
+C73 = "Debian config of linux-image-7.3-cloud-amd64 7.3~rc7-1~exp1 (usr/lib/modules/*/config)"
+
+PAGEMAP_EXCLUSIVE_7X = Difference(
+    "pagemap_exclusive_is_mapcount",
+    "pagemap bit 56 (PM_MMAP_EXCLUSIVE) is the kernel's own rule, not the model's `exclusive` "
+    "(PageAnonExclusive / the swap entry's exclusive bit): `folio_precise_page_mapcount(folio, "
+    "page) == 1` (the page's _mapcount + 1, plus the folio's entire mapcount if large) for present "
+    "PTEs of a normal page (not the shared zero page: vm_normal_page() is NULL), for a PMD-mapped "
+    "THP the head page's count for all 512 pages, and never for swap entries. The comparison "
+    "derives it from the model's mapcounts (rule mapcount1, fuzz/kernelcheck.py "
+    "_model_exclusive); the model itself is not changed",
+    f"{S73}: fs/proc/task_mmu.c:1977-1981 __folio_page_mapped_exclusively() "
+    "(`if (IS_ENABLED(CONFIG_PAGE_MAPCOUNT)) return folio_precise_page_mapcount(folio, page) == 1;`"
+    "), :2038 `page = vm_normal_page(vma, addr, pte)` and :2076-2080 only `if ((flags & "
+    "PM_PRESENT) && ...)` in pte_to_pagemap_entry(); :2109 `page = pmd_page(pmd)` set once and "
+    ":2146-2152 the 512-page loop of pagemap_pmd_range_thp() testing that same `page`; "
+    "fs/proc/internal.h:186-197 folio_precise_page_mapcount(); CONFIG_PAGE_MAPCOUNT=y in "
+    f"{C73}",
+    "observe")
+
+SWAP_OFFSETS_7X = Difference(
+    "swap_slot_cache",
+    "absolute swap offsets differ: order-0 slots come from the per-CPU / global cluster "
+    "`next` offsets, the model takes the lowest free slot; compared by structure only",
+    f"{S73}: mm/swapfile.c:120-126 percpu_swap_cluster, :964 alloc_swap_scan_cluster(), :1098 "
+    "cluster_alloc_swap_entry(); measured under qemu on Debian's 7.2.13 and 7.3-rc7 kernels",
+    "observe")
+
+# The series' base tree, the legacy model's own behaviour: no model differences; only how pagemap
+# bit 56 and swap offsets are observed.
+LINUX_7_3 = Profile(
+    name="linux-7.3",
+    kernel="Linux 7.3 (Debian experimental/sid linux-image-7.3*-cloud-amd64)",
+    package=KERNEL_PACKAGES["linux-7.3"],
+    model="legacy",
+    capabilities=frozenset({"split_huge_pages", "uffdio_move", "zswap"}),  # CONFIG_ZSWAP=y
+    differences=(PAGEMAP_EXCLUSIVE_7X, SWAP_OFFSETS_7X),
     observable_rules={"exclusive": "mapcount1", "swap_offsets": "structure"},
 )
 
@@ -198,6 +302,75 @@ MAINLINE_PMD = Profile(
     observable_rules={"exclusive": "model", "swap_offsets": "structure"},
 )
 
+S72 = "Linux 7.2.13 (Debian linux-source-7.2 7.2.13-1)"
+
+# One step older than the base tree: 7.3's differences from 7.2 that the legacy model shows.
+LINUX_7_2 = Profile(
+    name="linux-7.2",
+    kernel="Linux 7.2 (Debian sid linux-image-7.2.*-cloud-amd64)",
+    package=KERNEL_PACKAGES["linux-7.2"],
+    model="legacy",
+    capabilities=frozenset({"split_huge_pages", "uffdio_move", "zswap"}),  # CONFIG_ZSWAP=y
+    differences=(
+        PAGEMAP_EXCLUSIVE_7X,
+        SWAP_OFFSETS_7X,
+        Difference(
+            "swapin_free_swapcache_by_refcount",
+            "do_swap_page() tries folio_free_swap() after mapping on a write fault only when the "
+            "folio's refcount says the faulting process is its only user, and tests that after "
+            "clearing FAULT_FLAG_WRITE if it mapped the page writable: so an exclusive entry "
+            "swapped in by a write stays in the swap cache (its slot allocated, the folio dirty) "
+            "until reclaim or a later COW, where 7.3 frees the cache at once (`FAULT_FLAG_WRITE && "
+            "exclusive`), and a non-exclusive sole user frees it here rather than in "
+            "do_wp_page(). Only swap-cache residency and which slot a later swap-out uses differ; "
+            "neither is compared (offsets by structure only). The writable test also accepted "
+            "`folio_ref_count(folio) == 1` (a folio outside the swap cache: only KSM's copy, "
+            "which the model does not have)",
+            f"{S72}: mm/memory.c:4513-4540 should_try_to_free_swap() (`folio_ref_count(folio) == "
+            "(extra_refs + folio_nr_pages(folio))`), :5051-5062 (`exclusive || "
+            "folio_ref_count(folio) == 1`, `vmf->flags &= ~FAULT_FLAG_WRITE`), :5099; "
+            f"{S73}: mm/memory.c:4648-4675 (`return (fault_flags & FAULT_FLAG_WRITE) && "
+            "exclusive;`), :5188 `if (exclusive)`, :5234",
+            "none"),
+        Difference(
+            "no_uffd_rwp",
+            "no userfaultfd read-write protection (UFFDIO_REGISTER_MODE_RWP, UFFDIO_RWPROTECT): "
+            "7.3 generalises the uffd-wp PTE bit (pte_uffd_wp -> pte_uffd) for it. The model has "
+            "no RWP op and uffd-wp behaves the same",
+            f"{S73}: include/uapi/linux/userfaultfd.h:293 UFFDIO_REGISTER_MODE_RWP, :114 "
+            "UFFDIO_RWPROTECT, mm/userfaultfd.c:1167 mrwprotect_range(), CONFIG_USERFAULTFD_RWP=y; "
+            f"absent from {S72}",
+            "none"),
+        Difference(
+            "mmlist_after_parent",
+            "a forked child that copies swap entries joins swapoff's mm list right after its "
+            "parent; 7.3 (prep patch mm_prepare_for_swap_entries()) adds it at the list head. "
+            "Only the order in which swapoff visits processes changes",
+            f"{S72}: mm/memory.c:956-963 copy_nonpresent_pte() `list_add(&dst_mm->mmlist, "
+            f"&src_mm->mmlist)`; {S73}: mm/internal.h:1624-1632 mm_prepare_for_swap_entries() "
+            "`list_add(&mm->mmlist, &init_mm.mmlist)`, called at mm/memory.c:1022 and "
+            "mm/rmap.c:2174",
+            "none"),
+        Difference(
+            "swap_io_unbatched",
+            "swap writes are submitted one bio per folio as reclaim goes; 7.3 batches them in a "
+            "swap_io_ctx submitted at the end of shrink_folio_list() (synchronous devices at "
+            "once). Only the timing of writeback changes, which the model does not have (the "
+            "exporter waits for writeback before `evict`)",
+            f"{S72}: mm/page_io.c:251 swap_writeout(), :449 swap_writepage_bdev_async(); "
+            f"{S73}: mm/page_io.c:204 swap_writeout(ctx, folio), :684 swap_write_submit()",
+            "none"),
+        Difference(
+            "lazyfree_batch_off_with_uffd_wp",
+            "try_to_unmap_one() does not batch the PTEs of a lazyfree large folio in a uffd-wp "
+            "VMA (one PTE at a time); the outcome (every clean PTE discarded) is the same",
+            f"{S72}: mm/rmap.c:1972 folio_unmap_pte_batch() `if (userfaultfd_wp(vma)) return "
+            f"1;`, dropped in {S73} (mm/rmap.c:1954)",
+            "none"),
+    ),
+    observable_rules={"exclusive": "mapcount1", "swap_offsets": "structure"},
+)
+
 MAINLINE_LEGACY = Profile(
     name="mainline-legacy",
     kernel="a mid-2026 kernel without the series (the legacy model's own base tree)",
@@ -207,8 +380,9 @@ MAINLINE_LEGACY = Profile(
     observable_rules={"exclusive": "model", "swap_offsets": "structure"},
 )
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (LINUX_6_1, MAINLINE_LEGACY, MAINLINE_PMD)}
-DEFAULT_PROFILE = LINUX_6_1.name
+PROFILES: dict[str, Profile] = {p.name: p for p in (LINUX_7_3, LINUX_7_2, LINUX_6_1,
+                                                     MAINLINE_LEGACY, MAINLINE_PMD)}
+DEFAULT_PROFILE = LINUX_7_3.name
 
 
 class Linux61LegacyKernel(LegacyKernel):
@@ -306,6 +480,40 @@ class Linux61LegacyKernel(LegacyKernel):
                 self._ksm_copy_in(mm, int(p), src, False)
                 mm.pte_dirty[p] = False  # pte_mkold(mk_pte()): clean, old, read-only
         super().unuse_pte_range(mm, a, b)
+
+    def _split_present_huge_pmd(self, mm, r: int, freeze: bool = False) -> None:
+        # split_dirty_pmd_not_soft_dirty: the direct split has no pte_mkdirty() in 6.1 (clean
+        # PTEs, soft-dirty only from the PMD; the folio is still marked dirty); the freeze split's
+        # remove_migration_pte() does pte_mkdirty() for a dirty entry, soft-dirty on x86
+        sd, dirty = bool(mm.pmd_sd[r]), bool(mm.pmd_dirty[r])
+        super()._split_present_huge_pmd(mm, r, freeze)
+        sl = slice(r * HPAGE_PMD_NR, (r + 1) * HPAGE_PMD_NR)
+        if freeze:
+            mm.pte_sd[sl] = sd or dirty
+        else:
+            mm.pte_sd[sl] = sd
+            mm.pte_dirty[sl] = False
+
+    def madvise_dontneed_single_vma(self, mm, lo: int, hi: int) -> None:
+        # no_pt_reclaim: zap only; an emptied PTE table stays
+        self.unmap_page_range(mm, lo, hi)
+
+    def remap_unused_to_zeropage(self, head: int) -> None:
+        # no_split_zero_page_remap: zero-filled subpages stay anonymous after a split
+        return None
+
+    def swap_writeout(self, head: int) -> None:
+        # no_zeromap: every folio is written (the 7.3 model's swap_writeout() without its
+        # is_folio_zero_filled() branch)
+        mem, sw = self.mem, self.swap
+        nr = mem.nr_pages(head)
+        self.vmstat["pswpout"] += nr
+        if nr == HPAGE_PMD_NR:
+            self.vmstat["thp_swpout"] += 1
+        if sw.sync:
+            sw.swap_writeout(mem, head)
+        else:
+            sw.start_writeback(mem, head)
 
     def try_to_unmap(self, head: int) -> None:
         # lazyfree_thp_split_before_discard: TTU_SPLIT_HUGE_PMD splits every PMD mapping of a

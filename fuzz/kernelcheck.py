@@ -1,6 +1,6 @@
 """Real-kernel conformance check: run traces on a real kernel under qemu and compare with a model.
 
-    kernel_check(trace_paths, kernel=None, model="legacy") -> KernelReport
+    kernel_check(trace_paths, kernel=None, model="legacy", profile=None) -> KernelReport
 
 Steps: every trace is exported to C (fuzz/export_c.py; an op the kernel cannot express is an error
 before anything is built), compiled with `gcc -static`, and packed with busybox and the kernel's
@@ -9,13 +9,21 @@ boots under qemu (KVM if a probe boot shows it works, else TCG) with a 64 MiB vi
 guest marks non-rotational (THP swap-out as a whole needs SWP_SOLIDSTATE) and zram for `swapon
 sync=1`. All traces run in one boot; their `K:` lines come back over the serial console. Each trace
 is replayed on the profile's model and compared op by op; the first mismatch is reported with both
-values. Every result names the kernel version and the profile used.
+values. Every report names the kernel version, its Debian package and version, its sha256 and the
+profile used (text and `report_json`).
 
-Without `kernel`, Debian's cloud kernel is fetched with `apt-get download` (apt checks the archive
-signature), unpacked with `dpkg -x` into ~/.cache/pmdswap-fuzz/kernel/<package>_<version>/ (never
-installed), and a sha256 manifest of what was unpacked is written next to it and checked on reuse.
-`kernel` may instead be a bzImage (modules are taken from ../lib/modules/<version>/ next to it if
-that exists, else the drivers must be built in) or a `dpkg -x` tree.
+Without `kernel`, the profile's Debian cloud kernel (fuzz/kernel_profiles.py `Profile.package`;
+default linux-7.3: the newest linux-image-7.3*-cloud-amd64 in Debian experimental or sid) is fetched
+by fuzz/kernel_fetch.py with `apt-get download` through a private apt configuration in
+~/.cache/pmdswap-fuzz/apt/ (apt checks the archive signature; the system's sources are untouched),
+unpacked with `dpkg -x` into ~/.cache/pmdswap-fuzz/kernel/<package>_<version>/ (never installed),
+and a sha256 manifest of what was unpacked is written next to it and checked on every reuse.
+`kernel` may instead be a bzImage (modules are taken from ../lib/modules/<version>/ next to it, or
+from its own directory if it is <...>/modules/<version>/vmlinuz, else the drivers must be built in)
+or a `dpkg -x` tree: 6.1's layout (boot/vmlinuz-*, lib/modules/, .ko) or 7.x's merged /usr
+(usr/lib/modules/<version>/vmlinuz with the modules beside it, compressed .ko.xz, decompressed with
+lzma into the initramfs). The command line gets `proc_mem.force_override=always` where the kernel's
+config needs it (kernel_cmdline()).
 
 Observables compared, per op (OBSERVABLES below is the list the report prints):
   result      the op's return value, exactly (0, -errno, SIGSEGV, UFFD_WP_TRAP, n/a)
@@ -26,8 +34,9 @@ Observables compared, per op (OBSERVABLES below is the list the report prints):
   soft_dirty  per page, pagemap bit 55
   uffd_wp     per page, pagemap bit 57
   exclusive   per page, pagemap bit 56, by the profile's rule: "model" = the model's exclusive bit;
-              "mapcount1" (6.1) = the model's page_mapcount() == 1 for present PTEs, the head
-              page's for a PMD-mapped THP, 0 for swap entries
+              "mapcount1" (6.1, 7.2, 7.3) = the model's page_mapcount() == 1 (7.x:
+              folio_precise_page_mapcount()) for present PTEs, the head page's for a PMD-mapped
+              THP, 0 for swap entries and the zero page
   swap        by structure, not value: per observation the map model offset -> kernel offset must be
               a bijection (so sharing between processes matches), the swap type must be the same,
               and pages whose model offsets share a 512-slot cluster at or above slot 512 must have
@@ -46,14 +55,15 @@ that does not boot or a guest that hangs (bounded by `timeout`). Temporary files
 
 from __future__ import annotations
 
-import glob
-import hashlib
+import gzip
 import json
+import lzma
 import os
 import re
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -66,19 +76,20 @@ from models.mm import PMD_HUGE, PMD_TABLE, PTE_PRESENT
 from models.memory import ZERO_PFN
 from models.observe import NONE, PRESENT, SWAPPED, UNMAPPED, observe
 
-from .export_c import ExportError, check_exportable, export_c
+from .export_c import ExportError, check_exportable, export_c_batch
+from .kernel_fetch import (CACHE, FetchedKernel, KernelFetchError, fetch_kernel, sha256_file,
+                           verify_tree)
 from .kernel_profiles import DEFAULT_PROFILE, PROFILES, Profile, make_model
 from .trace import TraceError, parse_trace_bytes
 
 __all__ = ["kernel_check", "KernelCheckError", "KernelReport", "TraceResult", "OBSERVABLES",
-           "fetch_debian_kernel", "qemu_available", "format_report"]
+           "fetch_debian_kernel", "resolve_kernel", "qemu_available", "format_report",
+           "report_json"]
 
 OBSERVABLES = ("result", "procs", "vma", "state", "soft_dirty", "uffd_wp", "exclusive", "swap",
                "contents", "smaps", "vmstat")
 VMSTAT_COMPARED = ("thp_fault_alloc", "thp_fault_fallback", "thp_swpout", "thp_swpout_fallback",
                    "thp_split_pmd", "pswpout", "pswpin")
-CACHE = Path(os.environ.get("PMDSWAP_CACHE", Path.home() / ".cache" / "pmdswap-fuzz"))
-DEBIAN_META = "linux-image-cloud-amd64"
 MODULES = ("virtio_pci", "virtio_blk", "zram", "lzo_rle")  # wanted; missing/built-in is fine
 BUSYBOX = ("/bin/busybox", "/usr/bin/busybox")
 QEMU = "qemu-system-x86_64"
@@ -111,7 +122,13 @@ class KernelReport:
     boot_seconds: float  # guest uptime when /init started
     wall_seconds: float  # whole qemu run
     results: list[TraceResult] = field(default_factory=list)
-    sha256: str | None = None
+    sha256: str | None = None  # the unpacked package tree's sha256 (manifest), else the image's
+    kernel_package: str | None = None  # "linux-image-7.3-cloud-amd64 7.3~rc7-1~exp1 (Debian ...)"
+    kernel_build: str = ""  # /proc/version in the guest
+    cmdline: str = ""
+    note: str = ""  # how the kernel was had, when worth saying (apt unreachable: cached one used)
+    check_seconds: float = 0.0  # the whole kernel_check() call: fetch, build, boot, compare
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (trace, why not expressible)
 
     @property
     def ok(self) -> bool:
@@ -119,20 +136,44 @@ class KernelReport:
 
 
 def format_report(rep: KernelReport) -> str:
-    lines = [f"kernel {rep.kernel_version} ({rep.kernel_image}"
-             + (f", sha256 {rep.sha256[:16]}" if rep.sha256 else "") + f"), accel {rep.accel}",
-             f"model {rep.model} under profile {rep.profile}; compared: {', '.join(OBSERVABLES)}",
-             f"boot {rep.boot_seconds:.1f} s to /init, qemu wall {rep.wall_seconds:.1f} s"]
+    lines = [f"kernel {rep.kernel_version}: {rep.kernel_package or rep.kernel_image}",
+             f"  sha256 {rep.sha256 or '-'} ({'package tree' if rep.kernel_package else 'image'}),"
+             f" image {rep.kernel_image}",
+             f"  build {rep.kernel_build or '-'}",
+             f"  command line {rep.cmdline}"]
+    if rep.note:
+        lines.append(f"  note: {rep.note}")
+    lines += [f"model {rep.model} under profile {rep.profile}; compared: {', '.join(OBSERVABLES)}",
+              f"accel {rep.accel}; boot {rep.boot_seconds:.1f} s to /init, qemu wall "
+              f"{rep.wall_seconds:.1f} s, whole check {rep.check_seconds:.1f} s"]
     for r in rep.results:
         t = f"{r.seconds:.2f} s" if r.seconds is not None else "-"
         status = "ok" if r.ok else f"MISMATCH at op {r.op_index}" if r.op_index is not None else "FAIL"
         lines.append(f"  {status:<20} {t:>8}  {r.path}")
         if not r.ok and r.mismatch:
             lines += ["      " + s for s in r.mismatch.splitlines()]
+    for path, why in rep.skipped:
+        lines.append(f"  {'skipped':<20} {'-':>8}  {path}: {why}")
     bad = sum(not r.ok for r in rep.results)
     lines.append(f"{len(rep.results) - bad}/{len(rep.results)} traces agree with the {rep.model} "
-                 f"model (profile {rep.profile}) on kernel {rep.kernel_version}")
+                 f"model (profile {rep.profile}) on kernel {rep.kernel_version}"
+                 + (f" ({rep.kernel_package})" if rep.kernel_package else "")
+                 + f", sha256 {(rep.sha256 or '-')[:16]}")
     return "\n".join(lines)
+
+
+def report_json(rep: KernelReport) -> str:
+    """The report as JSON: the kernel (version, package, sha256, build), then every trace."""
+    d = {"kernel": {"version": rep.kernel_version, "package": rep.kernel_package,
+                    "sha256": rep.sha256, "image": rep.kernel_image, "build": rep.kernel_build,
+                    "cmdline": rep.cmdline, "note": rep.note},
+         "profile": rep.profile, "model": rep.model, "accel": rep.accel,
+         "boot_seconds": rep.boot_seconds, "wall_seconds": rep.wall_seconds,
+         "check_seconds": rep.check_seconds, "ok": rep.ok,
+         "skipped": [{"trace": p, "why": w} for p, w in rep.skipped],
+         "results": [{"trace": r.path, "ok": r.ok, "ops": r.ops, "seconds": r.seconds,
+                      "op_index": r.op_index, "mismatch": r.mismatch} for r in rep.results]}
+    return json.dumps(d, indent=1) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,79 +200,19 @@ def _busybox() -> str:
     raise KernelCheckError("busybox not found: install busybox-static")
 
 
-def _sha256_file(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def fetch_debian_kernel(profile: str = DEFAULT_PROFILE, cache: Path = CACHE) -> Path:
+    """The unpacked Debian cloud kernel of `profile` (fuzz/kernel_fetch.py), fetched or verified."""
+    return _fetch(PROFILES[profile] if isinstance(profile, str) else profile, cache).tree
 
 
-def _tree_digest(root: Path) -> str:
-    """sha256 over every file of an unpacked tree (path and content), in sorted order."""
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and not p.is_symlink():
-            h.update(str(p.relative_to(root)).encode() + b"\0" + _sha256_file(p).encode() + b"\n")
-    return h.hexdigest()
-
-
-def fetch_debian_kernel(cache: Path = CACHE) -> Path:
-    """The unpacked Debian cloud kernel: apt-get download + dpkg -x into the cache, with a manifest."""
-    kdir = cache / "kernel"
+def _fetch(prof: Profile, cache: Path = CACHE, log=None) -> FetchedKernel:
+    if prof.package is None:
+        raise KernelCheckError(f"profile {prof.name} names no kernel package ({prof.kernel}): "
+                               "pass --kernel IMAGE")
     try:
-        dep = subprocess.run(["apt-cache", "depends", DEBIAN_META], capture_output=True,
-                             text=True, timeout=60).stdout
-        pkg = re.search(r"Depends:\s*(linux-image-\S+-cloud-amd64)", dep)
-    except (OSError, subprocess.TimeoutExpired):
-        pkg = None
-    if pkg is None:  # offline or not Debian: fall back to whatever is cached
-        cached = sorted(kdir.glob("*/manifest.json"))
-        if not cached:
-            raise KernelCheckError(f"cannot resolve {DEBIAN_META} with apt-cache and nothing is "
-                                   f"cached in {kdir}: pass --kernel IMAGE")
-        return _verify_cached(cached[-1].parent)
-    pkg = pkg.group(1)
-    for m in sorted(kdir.glob(f"{pkg}_*/manifest.json")):
-        return _verify_cached(m.parent)
-    kdir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="pmdswap-kdl-", dir=kdir) as tmp:
-        r = subprocess.run(["apt-get", "download", pkg], cwd=tmp, capture_output=True, text=True)
-        debs = glob.glob(os.path.join(tmp, "*.deb"))
-        if r.returncode or not debs:
-            raise KernelCheckError(f"apt-get download {pkg} failed: "
-                                   f"{(r.stderr or r.stdout).strip().splitlines()[-1:]}")
-        deb = Path(debs[0])
-        version = deb.name.split("_")[1]
-        dest = kdir / f"{pkg}_{version}"
-        unpack = Path(tmp) / "tree"
-        r = subprocess.run(["dpkg", "-x", str(deb), str(unpack)], capture_output=True, text=True)
-        if r.returncode:
-            raise KernelCheckError(f"dpkg -x {deb.name} failed: {r.stderr.strip()}")
-        manifest = {"package": pkg, "version": version, "deb": deb.name,
-                    "deb_sha256": _sha256_file(deb), "tree_sha256": _tree_digest(unpack),
-                    "fetched": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        (unpack / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.rename(unpack, dest)
-    return dest
-
-
-def _verify_cached(tree: Path) -> Path:
-    m = json.loads((tree / "manifest.json").read_text())
-    if _tree_digest_excluding_manifest(tree) != m["tree_sha256"]:
-        raise KernelCheckError(f"cached kernel {tree} does not match its recorded sha256: "
-                               "delete it to fetch again")
-    return tree
-
-
-def _tree_digest_excluding_manifest(tree: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(tree.rglob("*")):
-        if p.is_file() and not p.is_symlink() and p != tree / "manifest.json":
-            h.update(str(p.relative_to(tree)).encode() + b"\0" + _sha256_file(p).encode() + b"\n")
-    return h.hexdigest()
+        return fetch_kernel(prof.package, cache, log=log)
+    except KernelFetchError as e:
+        raise KernelCheckError(str(e)) from None
 
 
 def image_version(image: Path) -> str:
@@ -248,34 +229,80 @@ def image_version(image: Path) -> str:
 @dataclass
 class KernelTree:
     image: Path
-    version: str
+    version: str  # from the bzImage header (uname -r)
     modules: Path | None  # lib/modules/<version>, or None: drivers built in
-    sha256: str | None
+    sha256: str | None  # the tree's sha256 (manifest) or the image's
+    package: str | None = None  # Debian package and version, when fetched or a cached tree
+    package_version: str | None = None
+    suite: str | None = None
+    config: Path | None = None  # the kernel's .config, if shipped
+    note: str = ""  # how the kernel was had, if worth saying (apt unreachable...)
+
+    def describe(self) -> str:
+        if self.package:
+            return (f"{self.package} {self.package_version}"
+                    + (f" (Debian {self.suite})" if self.suite else ""))
+        return str(self.image)
 
 
-def resolve_kernel(kernel: str | None) -> KernelTree:
+def _tree_images(p: Path) -> list[Path]:
+    """The bzImages of a dpkg -x tree: boot/vmlinuz-* (6.1) or [usr/]lib/modules/*/vmlinuz (7.x)."""
+    return sorted(p.glob("boot/vmlinuz-*")) + sorted(p.glob("usr/lib/modules/*/vmlinuz")) \
+        + sorted(p.glob("lib/modules/*/vmlinuz"))
+
+
+def _modules_dir(image: Path, version: str) -> Path | None:
+    if image.name == "vmlinuz" and image.parent.name == version:  # merged /usr: beside it
+        return image.parent
+    for base in (image.parent.parent / "lib" / "modules", image.parent.parent / "usr" / "lib" /
+                 "modules"):
+        if (base / version).is_dir():
+            return base / version
+    return None
+
+
+def _config_file(image: Path, version: str, mods: Path | None) -> Path | None:
+    for c in (image.parent / f"config-{version}", (mods / "config") if mods else None):
+        if c is not None and c.is_file():
+            return c
+    return None
+
+
+def resolve_kernel(kernel: str | None, prof: Profile | None = None, log=None) -> KernelTree:
+    """The kernel to boot: `kernel` (a bzImage or a dpkg -x tree), else the profile's package."""
+    fetched = None
     if kernel is None:
-        tree = fetch_debian_kernel()
-        kernel = str(tree)
+        fetched = _fetch(prof or PROFILES[DEFAULT_PROFILE], log=log)
+        kernel = str(fetched.tree)
     p = Path(kernel)
     if not p.exists():
         raise KernelCheckError(f"{kernel}: no such kernel image")
-    sha = None
+    sha, manifest = None, {}
     if p.is_dir():
-        imgs = sorted(p.glob("boot/vmlinuz-*"))
+        imgs = _tree_images(p)
         if not imgs:
-            raise KernelCheckError(f"{kernel}: no boot/vmlinuz-* in this tree")
+            raise KernelCheckError(f"{kernel}: no boot/vmlinuz-* or usr/lib/modules/*/vmlinuz in "
+                                   "this tree")
         image = imgs[-1]
-        if (p / "manifest.json").exists():
-            sha = json.loads((p / "manifest.json").read_text()).get("tree_sha256")
+        if fetched is not None:
+            sha = fetched.tree_sha256
+            manifest = {"package": fetched.package, "version": fetched.version,
+                        "suite": fetched.suite}
+        elif (p / "manifest.json").exists():
+            try:
+                manifest = verify_tree(p)
+            except KernelFetchError as e:
+                raise KernelCheckError(str(e)) from None
+            sha = manifest.get("tree_sha256")
     else:
         image = p
     version = image_version(image)
     if not version:
         raise KernelCheckError(f"{image}: not an x86 bzImage (no HdrS setup header)")
-    mods = image.parent.parent / "lib" / "modules" / version
-    return KernelTree(image, version, mods if mods.is_dir() else None,
-                      sha or _sha256_file(image))
+    mods = _modules_dir(image, version)
+    return KernelTree(image, version, mods, sha or sha256_file(image),
+                      manifest.get("package"), manifest.get("version"), manifest.get("suite"),
+                      _config_file(image, version, mods), fetched.note if fetched else "")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,10 +331,36 @@ class Cpio:
         return out + b"\0" * (-len(out) % 512)
 
 
+MODULE_SUFFIXES = (".ko", ".ko.xz", ".ko.gz")  # 7.x ships .ko.xz; the initramfs gets plain .ko
+
+
+def _module_name(p: Path) -> str:
+    for suf in MODULE_SUFFIXES:
+        if p.name.endswith(suf):
+            return p.name[:-len(suf)]
+    raise KernelCheckError(f"{p}: not a kernel module")
+
+
+def module_bytes(p: Path) -> bytes:
+    """The module's ELF, decompressed (.ko.xz with lzma, .ko.gz with gzip): insmod wants a .ko."""
+    data = p.read_bytes()
+    try:
+        if p.name.endswith(".xz"):
+            return lzma.decompress(data)
+        if p.name.endswith(".gz"):
+            return gzip.decompress(data)
+    except (lzma.LZMAError, OSError, EOFError) as e:
+        raise KernelCheckError(f"{p}: cannot decompress ({e})") from None
+    return data
+
+
 def _module_index(mdir: Path):
     idx = {}
-    for p in mdir.rglob("*.ko"):
-        idx[p.name[:-3].replace("-", "_")] = p
+    for p in mdir.rglob("*.ko*"):
+        if p.name.endswith(MODULE_SUFFIXES):
+            idx[_module_name(p).replace("-", "_")] = p
+        elif p.name.endswith((".ko.zst", ".ko.bz2")):
+            idx.setdefault(p.name.rsplit(".ko.", 1)[0].replace("-", "_"), p)
     builtin = set()
     bf = mdir / "modules.builtin"
     if bf.exists():
@@ -331,7 +384,10 @@ def _module_order(mdir: Path | None, wanted) -> list[Path]:
         seen.add(n)
         if n not in idx:
             return  # built in (or not needed on this kernel)
-        m = re.search(rb"\0depends=([^\0]*)\0", idx[n].read_bytes())
+        if not idx[n].name.endswith(MODULE_SUFFIXES):
+            raise KernelCheckError(f"{idx[n]}: compressed in a way Python cannot undo without "
+                                   "extra packages (only .ko, .ko.xz and .ko.gz are supported)")
+        m = re.search(rb"\0depends=([^\0]*)\0", module_bytes(idx[n]))
         for d in (m.group(1).split(b",") if m and m.group(1) else []):
             visit(d.decode())
         order.append(idx[n])
@@ -352,53 +408,78 @@ mount -t debugfs debugfs /sys/kernel/debug
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 dmesg -n 1
 echo "K:boot.kernel=$(uname -r)"
+echo "K:boot.build=$(cat /proc/version)"
 echo "K:boot.uptime=$(cut -d' ' -f1 /proc/uptime)"
 for m in $(cat /modules.load); do insmod /lib/modules/$m.ko 2>/dev/null; done
 i=0; while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 [ -b /dev/vda ] || echo "K:boot.error=no /dev/vda"
 [ -e /sys/block/zram0 ] || echo "K:boot.warning=no zram"
-for t in $(cat /traces); do
+while read t i; do
 	echo "K:begin=$t"
 	echo "K:t0=$(cut -d' ' -f1 /proc/uptime)"
-	timeout @TIMEOUT@ /t/$t /dev/vda /dev/zram0
+	timeout @TIMEOUT@ /t/traces /dev/vda /dev/zram0 $i </dev/null
 	echo "K:rc=$?"
+	kill -9 -1 2>/dev/null  # a worker left by a killed program must not hold pages into the next
 	echo "K:t1=$(cut -d' ' -f1 /proc/uptime)"
 	dmesg | grep -E 'WARNING|BUG|Oops|Call Trace' | head -5 | sed 's/^/K:dmesg=/'
 	dmesg -c >/dev/null
-done
+done </traces
 echo "K:alldone=1"
 poweroff -f
 """
 
 
-def build_initramfs(tree: KernelTree, programs: dict[str, bytes], per_trace_timeout: int) -> bytes:
+def build_initramfs(tree: KernelTree, program: bytes, tags: list[str], per_trace_timeout: int,
+                    busybox: bytes | None = None) -> bytes:
+    """The guest's root: busybox, /init, the modules, and /t/traces (export_c_batch()'s program);
+    /init runs trace i of the program under the name tags[i], one after the other."""
     c = Cpio()
     for d in ("bin", "dev", "proc", "sys", "tmp", "lib", "lib/modules", "t"):
         c.dir(d)
     c.add("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1))
-    c.file("bin/busybox", Path(_busybox()).read_bytes(), 0o755)
+    c.file("bin/busybox", busybox if busybox is not None else Path(_busybox()).read_bytes(), 0o755)
     c.add("bin/sh", stat.S_IFLNK | 0o777, b"busybox")
     c.file("init", INIT.replace("@TIMEOUT@", str(per_trace_timeout)).encode(), 0o755)
     mods = _module_order(tree.modules, MODULES)
     for m in mods:
-        c.file(f"lib/modules/{m.name[:-3]}.ko", m.read_bytes())
-    c.file("modules.load", "".join(m.name[:-3] + "\n" for m in mods).encode())
-    for name, data in programs.items():
-        c.file(f"t/{name}", data, 0o755)
-    c.file("traces", "".join(n + "\n" for n in programs).encode())
+        c.file(f"lib/modules/{_module_name(m)}.ko", module_bytes(m))
+    c.file("modules.load", "".join(_module_name(m) + "\n" for m in mods).encode())
+    c.file("t/traces", program, 0o755)
+    c.file("traces", "".join(f"{t} {i}\n" for i, t in enumerate(tags)).encode())
     return c.bytes()
 
 
 # ---------------------------------------------------------------------------------------------
 # qemu
 # ---------------------------------------------------------------------------------------------
-def _qemu_cmd(image: Path, initrd: Path, swapimg: Path, accel: str) -> list[str]:
+CMDLINE = "console=ttyS0 panic=-1 loglevel=4 transparent_hugepage=madvise"
+
+
+def kernel_cmdline(tree: KernelTree) -> str:
+    """The guest's command line. A kernel built with CONFIG_PROC_MEM_FORCE_PTRACE=y (Debian 7.x) or
+    CONFIG_PROC_MEM_NO_FORCE=y refuses the FOLL_FORCE reads of /proc/PID/mem that observe a
+    PROT_NONE page unless `proc_mem.force_override=always` (fs/proc/base.c proc_mem_foll_force());
+    it is added unless the config says CONFIG_PROC_MEM_ALWAYS_FORCE=y (Debian 6.1) or the
+    parameter does not exist (kernels before 6.12 without the backport: no config line at all)."""
+    cfg = ""
+    if tree.config is not None:
+        try:
+            cfg = tree.config.read_text(errors="replace")
+        except OSError:
+            cfg = ""
+    if cfg and not re.search(r"^CONFIG_PROC_MEM_(FORCE_PTRACE|NO_FORCE)=y$", cfg, re.M):
+        return CMDLINE
+    return CMDLINE + " proc_mem.force_override=always"  # unknown to a kernel: ignored
+
+
+def _qemu_cmd(image: Path, initrd: Path, swapimg: Path, accel: str,
+              cmdline: str = CMDLINE) -> list[str]:
     acc = (["-accel", "kvm", "-cpu", "host,-arch-capabilities"] if accel == "kvm"
            else ["-accel", "tcg,thread=single", "-cpu", "max"])
     return [QEMU, *acc, "-M", "q35", "-m", "512M", "-smp", "1", "-nodefaults", "-no-user-config",
             "-display", "none", "-serial", "stdio", "-no-reboot",
             "-kernel", str(image), "-initrd", str(initrd),
-            "-append", "console=ttyS0 panic=-1 loglevel=4 transparent_hugepage=madvise",
+            "-append", cmdline,
             "-drive", f"file={swapimg},if=virtio,format=raw,cache=unsafe"]
 
 
@@ -688,20 +769,47 @@ def _compare_obs(tag: str, k, obs, kobs: dict, prof: Profile, final: bool) -> li
     return diffs
 
 
-def _compare_vmstat(prev: dict, cur: dict, kv: str) -> list[str]:
+# zswap_store() takes a folio before any device I/O (7.3 mm/page_io.c:238 swap_writeout(): `if
+# (zswap_store(folio)) { count_mthp_stat(..., MTHP_STAT_ZSWPOUT); goto out_unlock; }`) and
+# zswap_load() serves a swap-in (:480), so these count only what zswap rejects; the models do not
+# model zswap's store, so once a trace enabled zswap they are not compared (contents still are)
+VMSTAT_DEVICE_IO = ("thp_swpout", "pswpout", "pswpin")
+
+
+def _compare_vmstat(prev: dict, cur: dict, kv: str, zswap: bool = False) -> list[str]:
     got = dict((a, int(b)) for a, _, b in (x.partition(":") for x in kv.split(",") if x))
     diffs = []
     for name in VMSTAT_COMPARED:
+        if zswap and name in VMSTAT_DEVICE_IO:
+            continue
         m = cur.get(name, 0) - prev.get(name, 0)
         if name in got and got[name] != m:
             diffs.append(f"vmstat {name}: model +{m}, kernel +{got[name]}")
     return diffs
 
 
+def end_all_writeback(k) -> None:
+    """folio_end_writeback() for every folio the model still has under writeback.
+
+    The models keep a disk's write-out in flight until an `evict` (or a swap-in or swapoff that
+    waits for it), so that the fuzzer reaches the states a folio under writeback is in. A real
+    disk finishes in microseconds, and the program waits for nr_writeback to reach 0 after every
+    pageout, so in the comparison with a real kernel the window closes after every op. Without
+    this, a second pageout of a folio swapped in from the swap cache is skipped by the model
+    (folio_test_writeback()) and swapped out by the kernel (found by kernel-check --generate)."""
+    mem, sw = k.mem, k.swap
+    if sw is None:
+        return
+    for h in np.flatnonzero(mem.writeback):
+        if mem.head[h] == h:
+            sw.end_writeback(mem, int(h))
+
+
 def compare_trace(ops: list[O.Op], run: dict, prof: Profile) -> tuple[int | None, str | None]:
     """(op index, mismatch text) of the first mismatch, or (None, None)."""
     k = make_model(prof)
     prev_vm = dict(k.vmstat)
+    zswap = False
     if run.get("setup.swapon", "0") != "0":
         return -1, f"setup: swapon of the swap device failed ({run['setup.swapon']})"
     for i, op in enumerate(ops):
@@ -710,19 +818,27 @@ def compare_trace(ops: list[O.Op], run: dict, prof: Profile) -> tuple[int | None
             rc = run.get("rc")
             return i, (f"the program stopped before op {i} (exit status {rc}"
                        + (", killed by the per-trace timeout" if rc == "143" else "") + ")")
-        res = k.apply(op)
+        try:
+            res = k.apply(op)
+        except Exception as e:  # noqa: BLE001 - a model that raises is a finding, not a crash
+            from .trace import format_op
+            return i, f"op {i}: {format_op(op)}\nmodel raised {type(e).__name__}: {e}"
+        end_all_writeback(k)
         mres = O.result_name(res)
         obs = observe(k)
         diffs = []
         if kobs.get("res") != mres:
             diffs.append(f"result: model {mres}, kernel {kobs.get('res')}")
         diffs += _compare_obs(str(i), k, obs, kobs, prof, final=False)
-        diffs += _compare_vmstat(prev_vm, obs.vmstat, kobs.get("vm", ""))
+        zswap = zswap or (isinstance(op, O.ZswapEnable) and res == O.OK)
+        diffs += _compare_vmstat(prev_vm, obs.vmstat, kobs.get("vm", ""), zswap)
         prev_vm = dict(obs.vmstat)
         if diffs:
             from .trace import format_op
             return i, f"op {i}: {format_op(op)}\n" + "\n".join(diffs[:8])
     end = run["ops"].get("end")
+    if end is None and not k.mms:
+        return None, None  # every process exited: the program has nothing to read back
     if end is None:
         return len(ops), "the program did not reach the final content check"
     diffs = _compare_obs("end", k, observe(k), end, prof, final=True)
@@ -732,9 +848,110 @@ def compare_trace(ops: list[O.Op], run: dict, prof: Profile) -> tuple[int | None
 
 
 # ---------------------------------------------------------------------------------------------
+# one boot: build the program of every trace, run them all, return the console
+# ---------------------------------------------------------------------------------------------
+def boot_and_run(tree: KernelTree, prof: Profile, cmdline: str,
+                 tagged: list[tuple[str, tuple[str, list[O.Op]]]], per_trace_timeout: int = 60,
+                 timeout: float | None = None, keep_log: str | None = None
+                 ) -> tuple[str, int, float, str]:
+    """Run every (tag, (name, ops)) in one qemu boot: one program holding all of them
+    (export_c_batch()), built with gcc -static. Returns (console text, qemu status, wall seconds,
+    accel). The console's `K:begin=<tag>` lines start each trace's output."""
+    try:
+        src = export_c_batch([t for _, t in tagged], prof)
+    except ExportError as e:
+        raise KernelCheckError(str(e)) from None
+    if timeout is None:
+        timeout = 120 + per_trace_timeout * len(tagged)
+    with tempfile.TemporaryDirectory(prefix="pmdswap-kcheck-") as tmpd:
+        work = Path(tmpd)
+        (work / "traces.c").write_text(src)
+        out = subprocess.run(["gcc", "-static", "-O2", "-Wall", "-o", str(work / "traces"),
+                              str(work / "traces.c"), "-lpthread"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if out.returncode:
+            raise KernelCheckError(f"gcc failed on the traces' program: {out.stdout[-500:]}")
+        initrd = work / "initramfs.cpio"
+        initrd.write_bytes(build_initramfs(tree, (work / "traces").read_bytes(),
+                                           [t for t, _ in tagged], per_trace_timeout))
+        swapimg = work / "swap.img"
+        with open(swapimg, "wb") as f:
+            f.truncate(64 << 20)
+        accel = _pick_accel(tree, work)
+        log = work / "console.log"
+        rc, wall = _run_qemu(_qemu_cmd(tree.image, initrd, swapimg, accel, cmdline), log, timeout)
+        text = log.read_bytes().decode(errors="replace")
+        if keep_log:
+            Path(keep_log).write_text(text)
+    return text, rc, wall, accel
+
+
+def _check_boot(text: str, rc: int, timeout: float | None, tree: KernelTree, accel: str):
+    """(boot keys, runs) of a console; KernelCheckError if the kernel never reached /init or hung."""
+    boot, runs = parse_console(text)
+    tail = " | ".join(text.strip().splitlines()[-3:])[-300:]
+    if "kernel" not in {k.split(".")[-1] for k in boot} and "boot.kernel" not in boot:
+        what = "did not finish within the timeout" if rc == -1 else f"exited with status {rc}"
+        raise KernelCheckError(f"kernel {tree.image} did not boot to /init (qemu {what}, "
+                               f"accel {accel}); console tail: {tail!r}")
+    if "alldone" not in boot and rc == -1:
+        raise KernelCheckError(f"the guest hung: no end after {timeout or 0:.0f} s (kernel "
+                               f"{boot.get('boot.kernel')}); console tail: {tail!r}")
+    return boot, runs
+
+
+def _new_report(boot: dict, tree: KernelTree, prof: Profile, accel: str, wall: float,
+                cmdline: str, skipped=()) -> KernelReport:
+    return KernelReport(kernel_version=boot.get("boot.kernel", tree.version),
+                        kernel_image=str(tree.image), profile=prof.name, model=prof.model,
+                        accel=accel, boot_seconds=float(boot.get("boot.uptime", "nan")),
+                        wall_seconds=wall, sha256=tree.sha256,
+                        kernel_package=tree.describe() if tree.package else None,
+                        kernel_build=boot.get("boot.build", ""), cmdline=cmdline, note=tree.note,
+                        skipped=list(skipped))
+
+
+def judge(path: str, ops: list[O.Op], run: dict | None, prof: Profile) -> TraceResult:
+    """The TraceResult of one trace's kernel output `run` (None: the guest never ran it)."""
+    if run is None:
+        return TraceResult(path, False, len(ops), None, "the guest never ran this trace")
+    secs = (float(run["t1"]) - float(run["t0"])) if "t1" in run and "t0" in run else None
+    try:
+        idx, why = compare_trace(ops, run, prof)
+    except (KeyError, ValueError, IndexError) as e:
+        idx, why = None, f"unparsable kernel output ({type(e).__name__}: {e})"
+    if why and run.get("dmesg"):
+        why += "\nkernel log: " + " / ".join(run["dmesg"])
+    return TraceResult(path, why is None, len(ops), secs, why, idx)
+
+
+def mismatch_observable(why: str | None) -> str | None:
+    """The observable a mismatch text is about: result, procs, vma, state, soft_dirty, uffd_wp,
+    exclusive, swap, smaps, contents, vmstat; `model` (the model raised), `program` (the kernel's
+    program stopped early), `setup`, or `other`."""
+    if why is None:
+        return None
+    lines = why.splitlines()
+    first = lines[0]
+    if first.startswith("op ") or first.startswith("final read-back"):
+        first = lines[1] if len(lines) > 1 else ""
+    m = re.match(r"(?:pid \d+ )?(\w+)", first)
+    word = m.group(1) if m else ""
+    if word in ("result", "procs", "vma", "state", "soft_dirty", "uffd_wp", "exclusive", "swap",
+                "smaps", "contents", "vmstat", "model", "setup"):
+        return word
+    if word == "the" and "program" in first:
+        return "program"
+    return "other"
+
+
+# ---------------------------------------------------------------------------------------------
 # the entry point
 # ---------------------------------------------------------------------------------------------
-def _pick_profile(model: str, tree: KernelTree, profile: str | None) -> Profile:
+def _pick_profile(model: str, tree: KernelTree | None, profile: str | None) -> Profile:
+    """The profile: as given; else for --model pmd mainline-pmd; else, without a kernel, the
+    default (linux-7.3), and for a given kernel the profile of its version (uname -r: 6.1.*,
+    7.2.*, 7.3*), mainline-legacy for any other."""
     if profile is not None:
         if profile not in PROFILES:
             raise KernelCheckError(f"unknown profile {profile!r} (profiles: {', '.join(PROFILES)})")
@@ -743,15 +960,26 @@ def _pick_profile(model: str, tree: KernelTree, profile: str | None) -> Profile:
         return PROFILES["mainline-pmd"]
     if model != "legacy":
         raise KernelCheckError(f"unknown model {model!r}: legacy or pmd")
-    if tree.version.startswith("6.1."):
+    if tree is None:
         return PROFILES[DEFAULT_PROFILE]
+    for prof in PROFILES.values():
+        if prof.model == "legacy" and prof.package is not None and re.match(
+                rf"{re.escape(prof.package.series)}([.+-]|$)", tree.version):
+            return prof
     return PROFILES["mainline-legacy"]
 
 
 def kernel_check(trace_paths, kernel: str | None = None, model: str = "legacy",
                  profile: str | None = None, timeout: float | None = None,
-                 per_trace_timeout: int = 60, keep_log: str | None = None) -> KernelReport:
-    """Run every trace on a real kernel in one qemu boot and compare with `model` op by op."""
+                 per_trace_timeout: int = 60, keep_log: str | None = None,
+                 log=None, skip_inexpressible: bool = False) -> KernelReport:
+    """Run every trace on a real kernel in one qemu boot and compare with `model` op by op.
+
+    Without `kernel` the profile's Debian package is fetched (or the cached copy verified): the
+    profile is `profile`, else linux-7.3 (--model pmd: mainline-pmd, which names no package).
+    A trace the profile cannot express is an error, or with `skip_inexpressible` left out and
+    listed in the report's `skipped`."""
+    t_start = time.monotonic()
     traces: list[tuple[str, list[O.Op]]] = []
     for p in trace_paths:
         try:
@@ -765,86 +993,48 @@ def kernel_check(trace_paths, kernel: str | None = None, model: str = "legacy",
     if model not in ("legacy", "pmd"):
         raise KernelCheckError(f"unknown model {model!r}: legacy or pmd")
     # a trace the target cannot express is an error before anything is fetched, built or booted
-    early = profile or ("mainline-pmd" if model == "pmd" else DEFAULT_PROFILE if kernel is None
-                        else None)
+    early = _pick_profile(model, None, profile) if (profile or model == "pmd" or kernel is None) \
+        else None
     if early is not None:
-        if early not in PROFILES:
-            raise KernelCheckError(f"unknown profile {early!r} (profiles: {', '.join(PROFILES)})")
+        if kernel is None and early.package is None:
+            raise KernelCheckError(f"profile {early.name} names no kernel package ({early.kernel}):"
+                                   " pass --kernel IMAGE")
+    skipped: list[tuple[str, str]] = []
+
+    def expressible(prof) -> None:
+        keep = []
         for path, ops in traces:
             try:
-                check_exportable(ops, early)
+                check_exportable(ops, prof)
             except ExportError as e:
-                raise KernelCheckError(f"{path}: {e}") from None
+                if not skip_inexpressible:
+                    raise KernelCheckError(f"{path}: {e}") from None
+                skipped.append((path, str(e)))
+                continue
+            keep.append((path, ops))
+        if not keep:
+            raise KernelCheckError(f"no trace can be expressed on profile {prof.name} "
+                                   f"({len(skipped)} skipped)")
+        traces[:] = keep
+
+    if early is not None:
+        expressible(early)
     missing = qemu_available()
     if missing:
         raise KernelCheckError(missing)
-    tree = resolve_kernel(kernel)
+    tree = resolve_kernel(kernel, early, log)
     prof = _pick_profile(model, tree, profile)
-    sources = {}
+    if early is None:
+        expressible(prof)
+    cmdline = kernel_cmdline(tree)
+    tags = [f"t{n:03d}" for n in range(len(traces))]
+    text, rc, wall, accel = boot_and_run(tree, prof, cmdline, list(zip(tags, traces)),
+                                         per_trace_timeout, timeout, keep_log)
+    boot, runs = _check_boot(text, rc, timeout, tree, accel)
+    rep = _new_report(boot, tree, prof, accel, wall, cmdline, skipped)
     for n, (path, ops) in enumerate(traces):
-        try:
-            sources[f"t{n:03d}"] = export_c(ops, Path(path).stem, prof)
-        except ExportError as e:
-            raise KernelCheckError(f"{path}: {e}") from None
-    if timeout is None:
-        timeout = 120 + per_trace_timeout * len(traces)
-    with tempfile.TemporaryDirectory(prefix="pmdswap-kcheck-") as tmpd:
-        work = Path(tmpd)
-        programs = {}
-        names = list(sources)
-        batch = max(2, 2 * (os.cpu_count() or 1))
-        for i in range(0, len(names), batch):  # gcc -static, a few at a time
-            procs = []
-            for name in names[i:i + batch]:
-                (work / f"{name}.c").write_text(sources[name])
-                procs.append((name, subprocess.Popen(
-                    ["gcc", "-static", "-O2", "-Wall", "-o", str(work / name),
-                     str(work / f"{name}.c"), "-lpthread"],
-                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)))
-            for name, pr in procs:
-                out = pr.communicate()[0]
-                if pr.returncode:
-                    raise KernelCheckError(f"gcc failed on the program of "
-                                           f"{traces[int(name[1:])][0]}: {out.decode()[-500:]}")
-                programs[name] = (work / name).read_bytes()
-        initrd = work / "initramfs.cpio"
-        initrd.write_bytes(build_initramfs(tree, programs, per_trace_timeout))
-        swapimg = work / "swap.img"
-        with open(swapimg, "wb") as f:
-            f.truncate(64 << 20)
-        accel = _pick_accel(tree, work)
-        log = work / "console.log"
-        rc, wall = _run_qemu(_qemu_cmd(tree.image, initrd, swapimg, accel), log, timeout)
-        text = log.read_bytes().decode(errors="replace")
-        if keep_log:
-            Path(keep_log).write_text(text)
-    boot, runs = parse_console(text)
-    tail = " | ".join(text.strip().splitlines()[-3:])[-300:]
-    if "kernel" not in {k.split(".")[-1] for k in boot} and "boot.kernel" not in boot:
-        what = "did not finish within the timeout" if rc == -1 else f"exited with status {rc}"
-        raise KernelCheckError(f"kernel {tree.image} did not boot to /init (qemu {what}, "
-                               f"accel {accel}); console tail: {tail!r}")
-    if "alldone" not in boot and rc == -1:
-        raise KernelCheckError(f"the guest hung: no end after {timeout:.0f} s (kernel "
-                               f"{boot.get('boot.kernel')}); console tail: {tail!r}")
-    rep = KernelReport(kernel_version=boot.get("boot.kernel", tree.version),
-                       kernel_image=str(tree.image), profile=prof.name, model=prof.model,
-                       accel=accel, boot_seconds=float(boot.get("boot.uptime", "nan")),
-                       wall_seconds=wall, sha256=tree.sha256)
-    for n, (path, ops) in enumerate(traces):
-        run = runs.get(f"t{n:03d}")
-        if run is None:
-            rep.results.append(TraceResult(path, False, len(ops), None,
-                                           "the guest never ran this trace"))
-            continue
-        secs = (float(run["t1"]) - float(run["t0"])) if "t1" in run and "t0" in run else None
-        try:
-            idx, why = compare_trace(ops, run, prof)
-        except (KeyError, ValueError, IndexError) as e:
-            idx, why = None, f"unparsable kernel output ({type(e).__name__}: {e})"
-        if why and run.get("dmesg"):
-            why += "\nkernel log: " + " / ".join(run["dmesg"])
-        rep.results.append(TraceResult(path, why is None, len(ops), secs, why, idx))
+        rep.results.append(judge(path, ops, runs.get(f"t{n:03d}"), prof))
+    rep.check_seconds = time.monotonic() - t_start
     return rep
 
 
@@ -859,6 +1049,17 @@ def _trace_files(args_paths) -> list[str]:
         else:
             out.append(p)
     return out
+
+
+def _positive(v: str) -> int:
+    import argparse
+    try:
+        n = int(v)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{v!r} is not a positive integer")
+    return n
 
 
 def add_cli_commands(sub, usage_error) -> None:
@@ -879,13 +1080,43 @@ def add_cli_commands(sub, usage_error) -> None:
         return 0
 
     def cmd_kernel_check(args) -> int:
+        if args.generate is not None:
+            return cmd_generate(args)
+        if not args.traces:
+            raise usage_error("kernel-check: give TRACE files or directories, or --generate N")
         try:
             rep = kernel_check(_trace_files(args.traces), kernel=args.kernel, model=args.model,
-                               profile=args.profile, timeout=args.timeout, keep_log=args.log)
+                               profile=args.profile, timeout=args.timeout, keep_log=args.log,
+                               log=lambda s: print(f"kernel-check: {s}", file=sys.stderr),
+                               skip_inexpressible=args.skip_inexpressible)
         except KernelCheckError as e:
             raise usage_error(str(e)) from None
         print(format_report(rep))
+        if args.json:
+            Path(args.json).write_text(report_json(rep))
         return 0 if rep.ok else 1
+
+    def cmd_generate(args) -> int:
+        from .kernel_generate import format_generate, generate_check
+        if args.traces:
+            raise usage_error("kernel-check: --generate draws its own sequences; give no TRACE")
+        if args.model != "legacy":
+            raise usage_error("kernel-check --generate compares with the legacy model only")
+        if args.seed is None:
+            raise usage_error("kernel-check --generate needs --seed S (the sequences are seeded)")
+        try:
+            gen = generate_check(args.generate, args.seed, args.length, kernel=args.kernel,
+                                 profile=args.profile, out_dir=args.out,
+                                 minimize=not args.no_minimize, min_rounds=args.min_rounds,
+                                 time_budget=args.time_budget, keep_log=args.log,
+                                 log=lambda s: print(f"kernel-check: {s}", file=sys.stderr))
+        except KernelCheckError as e:
+            raise usage_error(str(e)) from None
+        print(format_generate(gen))
+        if args.json:
+            from .kernel_generate import generate_json
+            Path(args.json).write_text(generate_json(gen))
+        return 0 if not gen.disagreements else 1
 
     r = sub.add_parser("export-c", help="write a trace as a C reproducer for a real kernel")
     r.add_argument("trace", metavar="TRACE")
@@ -894,15 +1125,40 @@ def add_cli_commands(sub, usage_error) -> None:
                    help=f"target kernel profile (default {DEFAULT_PROFILE})")
     r.set_defaults(fn=cmd_export_c)
 
+    pkgs = "; ".join(f"{n}: {p.package.describe()}" for n, p in PROFILES.items() if p.package)
     r = sub.add_parser("kernel-check", help="run traces on a real kernel under qemu and compare "
                        "with a model op by op")
-    r.add_argument("traces", nargs="+", metavar="TRACE", help="trace files or directories")
+    r.add_argument("traces", nargs="*", metavar="TRACE", help="trace files or directories")
     r.add_argument("--kernel", default=None, metavar="IMAGE", help="bzImage or dpkg -x tree "
-                   "(default: Debian's cloud kernel, fetched with apt-get download and cached)")
+                   "(default: the profile's Debian cloud kernel, fetched with apt-get download "
+                   "and cached in ~/.cache/pmdswap-fuzz/kernel/)")
     r.add_argument("--model", choices=("legacy", "pmd"), default="legacy")
     r.add_argument("--profile", choices=tuple(PROFILES), default=None,
-                   help="kernel-version profile (default: from the kernel version and model)")
+                   help=f"kernel profile; without --kernel it also picks the kernel package "
+                   f"({pkgs}). Default {DEFAULT_PROFILE}, or with --kernel the profile of its "
+                   "version (--model pmd: mainline-pmd)")
+    r.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON")
+    r.add_argument("--skip-inexpressible", action="store_true",
+                   help="leave out (and list) traces the profile cannot express, e.g. UFFDIO_MOVE "
+                   "on linux-6.1, instead of stopping")
     r.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                    help="bound on the whole qemu run (default 120 + 60 per trace)")
     r.add_argument("--log", default=None, metavar="FILE", help="keep the serial console here")
+    g = r.add_argument_group("the real kernel as a third model (fuzz/kernel_generate.py)")
+    g.add_argument("--generate", type=_positive, default=None, metavar="N",
+                   help="instead of TRACEs: draw N sequences from the fuzzer's generator (ops a "
+                   "real kernel can express), run them in one boot, compare each with the legacy "
+                   "model; save and minimise every disagreement")
+    g.add_argument("--seed", type=int, default=None, metavar="S", help="the sequences' seed")
+    g.add_argument("--length", type=_positive, default=32, metavar="OPS",
+                   help="ops per drawn sequence before inexpressible ones are dropped (32)")
+    g.add_argument("--out", default="artifacts/kernel-check", metavar="DIR",
+                   help="where disagreements are saved, never over a file "
+                   "(default ./artifacts/kernel-check)")
+    g.add_argument("--no-minimize", action="store_true",
+                   help="save disagreements as drawn, without minimising them on the kernel")
+    g.add_argument("--min-rounds", type=_positive, default=8, metavar="R",
+                   help="at most R minimisation boots (8)")
+    g.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                   help="no minimisation boot starts after this many seconds")
     r.set_defaults(fn=cmd_kernel_check)

@@ -1896,10 +1896,14 @@ class Kernel:
         return O.OK
 
     def op_uffd_register(self, op: O.UffdRegister) -> int:
+        """userfaultfd_register() (7.3 mm/userfaultfd.c:3718): the range needs one VMA, not all of
+        it: :3792 `vma = vma_find(&vmi, end); if (!vma) goto out_unlock;` (-EINVAL); every VMA
+        found in it is registered; holes are fine (found on the real 7.3 kernel by kernel-check
+        --generate)."""
         mm = self.mms[op.pid]
         lo, hi = self._range(op)
-        if hi > VA_PAGES or not mm.covered(lo, hi):
-            return EINVAL
+        if hi > VA_PAGES or not mm.vmas_in(lo, hi):
+            return EINVAL  # validate_range(); vma_find() found nothing
         self.set_vma_flags(mm, lo, hi, uffd_wp=True)
         self.vma_merge_all(mm)
         return O.OK

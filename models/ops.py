@@ -101,7 +101,9 @@ class Write(Op):
 
 @dataclass(frozen=True)
 class Fault(Op):
-    """One access to one page: a load, or a store of the value already there (`*p = *p`)."""
+    """One access to one page: a load, or a store of the value already there, as one write
+    access (a write fault, FAULT_FLAG_WRITE; the C reproducer uses x86 `lock addl $0`, since
+    `*p = *p` would fault as a read first)."""
 
     name = "fault"
     pid: int = _pid()
