@@ -248,6 +248,9 @@ RUNTIME = r"""
 #include <time.h>
 #include <unistd.h>
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
 #ifndef MADV_PAGEOUT
 #define MADV_PAGEOUT 21
 #endif
@@ -514,6 +517,19 @@ static int uffd_open(void)
 	return 0;
 }
 
+/* pagemap bit 57 of one of our own pages: uffd-wp on its PTE, swap entry or PMD (no fault) */
+static int page_uffd_wp(const char *addr)
+{
+	uint64_t e = 0;
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+	if (fd < 0)
+		return 0;
+	if (pread(fd, &e, sizeof(e), (off_t)((unsigned long)addr / PAGE_SZ) * 8) != sizeof(e))
+		e = 0;
+	close(fd);
+	return (int)((e >> 57) & 1);
+}
+
 /* user stores (write) or one access (fault): page by page, a failing page stops the op */
 static int access_pages(unsigned start, unsigned n, int write, int value, int store_same)
 {
@@ -524,8 +540,23 @@ static int access_pages(unsigned start, unsigned n, int write, int value, int st
 			       fault_sig == SIGBUS ? RES_SIGBUS : RES_SIGSEGV;
 		if (!write)
 			(void)*(volatile uint32_t *)addr;
-		else if (store_same) /* one write access: `*p = *p` would fault as a read first */
-			__asm__ volatile("lock addl $0, %0" : "+m"(*(volatile uint32_t *)addr));
+		else if (store_same && page_uffd_wp(addr)) {
+			/* a uffd-wp trap blocks GUP killably, not interruptibly: read, then store
+			 * (kernel-check gives the model the same read fault first) */
+			(void)*(volatile uint32_t *)addr;
+			*(volatile uint32_t *)addr = *(volatile uint32_t *)addr;
+		} else if (store_same) { /* a write fault that stores the value already there */
+			/* `*p = *p` faults as a read first, and so does a locked RMW under qemu's TCG;
+			 * GUP with FOLL_WRITE is one FAULT_FLAG_WRITE fault. It refuses a VMA the
+			 * store would SIGSEGV on without touching it: no VMA (-ENOMEM), not writable
+			 * (-EINVAL, 7.3 mm/madvise.c madvise_populate()), VM_FAULT_SIGSEGV (-EFAULT) */
+			int r = madvise(addr, PAGE_SZ, MADV_POPULATE_WRITE) ? -errno : 0;
+			if (r == -EFAULT || r == -ENOMEM || r == -EINVAL)
+				return RES_SIGSEGV;
+			if (r == -EHWPOISON)
+				return RES_SIGBUS;
+			*(volatile uint32_t *)addr = *(volatile uint32_t *)addr;
+		}
 		else
 			fill_page(addr, ((uint32_t)(value & 0xffff) << 16) | p);
 	}

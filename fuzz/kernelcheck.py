@@ -49,6 +49,21 @@ Observables compared, per op (OBSERVABLES below is the list the report prints):
               thp_swpout_fallback, thp_split_pmd, pswpout, pswpin
 Not compared: absolute swap offsets, swap usage totals, PFNs, swap-cache residency, writability.
 
+What the program does so that one boot gives every trace the same start, and what the comparison
+does for what the models leave open (each found by `--generate`, fuzz/kernel_generate.py):
+  - every program starts with zswap off (an earlier program may have enabled it), swap off, THP
+    madvise, and init kills whatever a program left behind before the next one starts;
+  - the program waits for nr_writeback to reach 0 after every pageout, and the comparison ends
+    the model's writeback after every op (end_all_writeback): the models keep a disk write in
+    flight until `evict` so that the fuzzer reaches states under writeback, a real disk does not;
+  - once a trace enabled zswap, thp_swpout / pswpout / pswpin are not compared (zswap_store()
+    takes the folio before any device I/O; the models do not model zswap's store);
+  - a trace whose processes all exited has nothing to read back at the end;
+  - `fault write=1` is one write fault (MADV_POPULATE_WRITE, then the store): a plain `*p = *p`
+    faults as a read first, and so does a locked RMW under TCG. On a page whose pagemap shows
+    uffd-wp the program reads and then stores (GUP would wait for the trap killably), and the
+    comparison gives the model that read fault first (_apply_as_the_program_does).
+
 Bad input gives KernelCheckError with one clear line: a trace the exporter cannot express, a kernel
 that does not boot or a guest that hangs (bounded by `timeout`). Temporary files are always removed.
 """
@@ -788,6 +803,20 @@ def _compare_vmstat(prev: dict, cur: dict, kv: str, zswap: bool = False) -> list
     return diffs
 
 
+def _apply_as_the_program_does(k, op: O.Op) -> int:
+    """k.apply(op), except for `fault write=1` on a page whose pagemap shows uffd-wp: the program
+    cannot make that one write fault (MADV_POPULATE_WRITE's GUP waits for the uffd-wp trap
+    killably, so the trap's SIGUSR1 cannot end it), so it reads the page and then stores to it:
+    the model gets the same read fault first. A read that fails is the op's result."""
+    if isinstance(op, O.Fault) and op.write and op.pid in k.mms:
+        po = observe(k).procs.get(op.pid)
+        if po is not None and po.uffd_wp[op.page]:
+            r = k.apply(O.Fault(op.pid, op.page, write=False))
+            if r != O.OK:
+                return r
+    return k.apply(op)
+
+
 def end_all_writeback(k) -> None:
     """folio_end_writeback() for every folio the model still has under writeback.
 
@@ -819,7 +848,7 @@ def compare_trace(ops: list[O.Op], run: dict, prof: Profile) -> tuple[int | None
             return i, (f"the program stopped before op {i} (exit status {rc}"
                        + (", killed by the per-trace timeout" if rc == "143" else "") + ")")
         try:
-            res = k.apply(op)
+            res = _apply_as_the_program_does(k, op)
         except Exception as e:  # noqa: BLE001 - a model that raises is a finding, not a crash
             from .trace import format_op
             return i, f"op {i}: {format_op(op)}\nmodel raised {type(e).__name__}: {e}"

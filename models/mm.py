@@ -1754,7 +1754,12 @@ class Kernel:
             # dup_userfaultfd() without UFFD_FEATURE_EVENT_FORK: the child is not registered
             dv = replace(v, uffd_wp=False, anon_vma=av, fork_child=bool(av))
             dst.vmas.append(dv)
-            self.copy_page_range(dst, src, v, dv)
+            # vma_needs_copy() (7.3 mm/memory.c:1564): page tables are copied only for a VMA with
+            # an anon_vma (or VM_COPY_ON_FORK, which the child's cleared uffd flags are not); one
+            # holding only zero-page read faults has none, and the child faults them in anew
+            # (found by kernel-check --generate)
+            if v.anon_vma:
+                self.copy_page_range(dst, src, v, dv)
         self.vma_merge_all(dst)
         return O.OK
 

@@ -102,8 +102,8 @@ class Write(Op):
 @dataclass(frozen=True)
 class Fault(Op):
     """One access to one page: a load, or a store of the value already there, as one write
-    access (a write fault, FAULT_FLAG_WRITE; the C reproducer uses x86 `lock addl $0`, since
-    `*p = *p` would fault as a read first)."""
+    fault (FAULT_FLAG_WRITE). The C reproducer does MADV_POPULATE_WRITE and then `*p = *p`:
+    the store alone would fault as a read first (and so does a locked RMW under qemu's TCG)."""
 
     name = "fault"
     pid: int = _pid()

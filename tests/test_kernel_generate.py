@@ -223,3 +223,47 @@ def test_cli_generate_usage_errors(tmp_path, capsys):
         assert msg in capsys.readouterr().err
     assert main(["kernel-check", "--generate", "0", "--seed", "1"]) == 2
     assert "'0' is not a positive integer" in capsys.readouterr().err
+
+
+def test_comparison_ends_the_models_writeback_and_skips_device_io_after_zswap():
+    from fuzz.kernelcheck import _compare_vmstat, end_all_writeback
+    from models.legacy import LegacyKernel
+    k = LegacyKernel()
+    for op in (O.Mmap(0, 0, 512, True), O.Write(0, 0, 512, 7), O.Pageout(0, 0, 512)):
+        k.apply(op)
+    assert k.mem.writeback.any()  # a disk: the model keeps the write in flight
+    end_all_writeback(k)
+    assert not k.mem.writeback.any()
+    assert (k.swap.data[k.swap.cache >= 0] != 0).all()  # the device holds the contents now
+    prev, cur = {"pswpout": 0, "thp_swpout": 0}, {"pswpout": 512, "thp_swpout": 1}
+    kv = "pswpout:0,thp_swpout:0"
+    assert len(_compare_vmstat(prev, cur, kv)) == 2
+    assert _compare_vmstat(prev, cur, kv, zswap=True) == []
+    assert _compare_vmstat({"thp_fault_alloc": 0}, {"thp_fault_alloc": 1}, "thp_fault_alloc:0",
+                           zswap=True)  # the rest is still compared
+
+
+def test_a_store_fault_on_a_uffd_wp_page_is_a_read_first_for_the_comparison():
+    """The program reads a uffd-wp page before its store (GUP's write fault would wait for the
+    trap killably); the comparison gives the model the same read first, so a swapped-out page
+    comes in by a read fault (the swap cache is kept: no FAULT_FLAG_WRITE) and then traps."""
+    from fuzz.kernelcheck import _apply_as_the_program_does, end_all_writeback
+    from models.legacy import LegacyKernel
+    from models.observe import PRESENT, observe
+    runs = {}
+    for how in ("model", "program"):
+        k = LegacyKernel()
+        for op in (O.Mmap(0, 0, 512, True), O.Write(0, 0, 512, 3), O.UffdRegister(0, 0, 512),
+                   O.UffdWp(0, 0, 512, True), O.Pageout(0, 0, 512)):
+            k.apply(op)
+        end_all_writeback(k)
+        f = O.Fault(0, 5, write=True)
+        r = k.apply(f) if how == "model" else _apply_as_the_program_does(k, f)
+        assert r == O.UFFD_WP_TRAP and observe(k).procs[0].state[5] == PRESENT
+        runs[how] = bool((k.swap.cache >= 0).any())
+    # a write fault by the exclusive user frees the swap cache (should_try_to_free_swap());
+    # the read first keeps it, as the real kernel does for the program's accesses
+    assert runs == {"model": False, "program": True}
+    k = LegacyKernel()
+    k.apply(O.Mmap(0, 0, 4))
+    assert _apply_as_the_program_does(k, O.Fault(0, 1, write=True)) == O.OK  # no uffd-wp: as is

@@ -420,3 +420,33 @@ def test_reclaim_frees_a_stale_dirty_swap_cache_folio():
     apply(k, O.Evict())
     assert_slots(k, [1], count=0, cached=False, free=True)
     assert k.mem.live_folios().size == 0
+
+
+# ---- found by kernel-check --generate ------------------------------------------------------------
+def test_uffd_register_needs_one_vma_in_the_range_not_all_of_it():
+    """userfaultfd_register() (7.3 mm/userfaultfd.c:3718): `vma = vma_find(&vmi, end); if (!vma)
+    goto out_unlock;` (-EINVAL) and then every VMA found is registered; holes are fine."""
+    for k in (LegacyKernel(), PmdSwapKernel()):
+        apply(k, O.Mmap(0, 52, 75))
+        assert k.apply(O.UffdRegister(0, 0, N)) == O.OK
+        assert [(v.start, v.end, v.uffd_wp) for v in k.mms[0].vmas] == [(52, 127, True)]
+        assert k.apply(O.UffdRegister(0, 1024, N)) == -errno.EINVAL  # no VMA at all
+        apply(k, O.Mmap(0, 1024, 8))
+        assert k.apply(O.UffdRegister(0, 1020, 8)) == O.OK  # a VMA in the second half only
+        assert [(v.start, v.end, v.uffd_wp) for v in k.mms[0].vmas][1:] == [
+            (1024, 1028, True), (1028, 1032, False)]
+
+
+def test_fork_copies_no_page_tables_of_a_vma_without_anon_vma():
+    """vma_needs_copy() (7.3 mm/memory.c:1564): only zero-page read faults, so no anon_vma: the
+    child's page tables stay empty and it reads zero-filled pages by faulting them in."""
+    for k in (LegacyKernel(), PmdSwapKernel()):
+        apply(k, O.Mmap(0, 1536, 16))
+        apply(k, O.Fault(0, 1540, write=False))  # do_anonymous_page(): the shared zero page
+        assert k.mms[0].vmas[0].anon_vma == 0
+        apply(k, O.Fork(0))
+        assert_pages(k, 0, [1540], state=PRESENT)
+        assert_pages(k, 1, [1540], state=NONE)
+        apply(k, O.Write(0, 1541, 1, value=5))  # now it has an anon_vma: the next fork copies
+        apply(k, O.Fork(0))
+        assert_pages(k, 2, [1540, 1541], state=PRESENT)
