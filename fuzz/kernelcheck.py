@@ -39,8 +39,10 @@ Observables compared, per op (OBSERVABLES below is the list the report prints):
               THP, 0 for swap entries and the zero page
   swap        by structure, not value: per observation the map model offset -> kernel offset must be
               a bijection (so sharing between processes matches), the swap type must be the same,
-              and pages whose model offsets share a 512-slot cluster at or above slot 512 must have
-              kernel offsets with the same differences (base + i within a swapped-out THP)
+              and pages whose model offsets come from one order-9 allocation still held as such
+              (models/swap.py SwapDevice.alloc_id: a THP swapped out whole, those of its slots not
+              freed since) must have kernel offsets with the same differences (base + i); order-0
+              slots are free to land anywhere (7.3's per-CPU clusters)
   contents    first word of every present page (read via /proc/pid/mem, which faults nothing in),
               and every other word of the page must follow it (`bad` = 0); after the last op every
               page holding an entry is read, swapped ones faulted in, and compared
@@ -768,18 +770,24 @@ def _compare_obs(tag: str, k, obs, kobs: dict, prof: Profile, final: bool) -> li
         if kobs.get(f"p{pid}.bad", "0") != "0":
             diffs.append(f"{pre} contents: {kobs[f'p{pid}.bad']} page(s) whose words do not "
                          "follow their first word (torn or mixed page)")
-    # base + i within a swapped-out THP: model slots of one cluster >= 512 keep their differences
-    if prof.observable_rules.get("swap_offsets") == "structure":
-        by_cluster: dict[int, list[tuple[int, int]]] = {}
+    # base + i within a swapped-out THP: the model slots of one order-9 allocation that are still
+    # held as that allocation (SwapDevice.alloc_id: never freed since) keep their differences on
+    # the kernel. Only those: order-0 slots may land in any cluster on 7.3 (per-CPU clusters,
+    # cluster_alloc_swap_entry() / alloc_swap_scan_cluster(), mm/swapfile.c) and the model's
+    # simpler allocator puts them elsewhere, also into a THP's partly freed cluster.
+    if prof.observable_rules.get("swap_offsets") == "structure" and k.swap is not None:
+        by_alloc: dict[int, list[tuple[int, int]]] = {}
         for mo, ko in off_map.items():
-            if mo >= O.HPAGE_PMD_NR:
-                by_cluster.setdefault(mo // O.HPAGE_PMD_NR, []).append((mo, ko))
-        for c, pairs in by_cluster.items():
+            aid = int(k.swap.alloc_id[mo])
+            if aid:
+                by_alloc.setdefault(aid, []).append((mo, ko))
+        for pairs in by_alloc.values():
+            pairs.sort()
             mo0, ko0 = pairs[0]
             for mo, ko in pairs[1:]:
                 if ko - ko0 != mo - mo0:
-                    diffs.append(f"swap: model slots {mo0},{mo} (one cluster) are kernel slots "
-                                 f"{ko0},{ko}: not base+i")
+                    diffs.append(f"swap: model slots {mo0},{mo} (one order-9 allocation) are "
+                                 f"kernel slots {ko0},{ko}: not base+i")
                     break
     return diffs
 

@@ -1413,8 +1413,21 @@ class Kernel:
         if mm.vmas_in(lo, hi):
             return EEXIST  # MAP_FIXED_NOREPLACE
         # no anon_vma until the first fault; vm_pgoff = addr >> PAGE_SHIFT for anonymous memory
-        mm.vmas.append(Vma(lo, hi, hugepage=op.hugepage, pgoff=lo))
+        # (__mmap_region(), mm/vma.c:2868 anon_pgoff). The mapping is made without VM_HUGEPAGE:
+        # vma_merge_new_range() (mm/vma.c:2899) may expand a plain neighbour over it, and
+        # __mmap_complete() then sets VM_SOFTDIRTY on the whole merged VMA ("New (or expanded)
+        # vma always get soft dirty status", mm/vma.c:2758-2765), the neighbour's old part too.
+        mm.vmas.append(Vma(lo, hi, pgoff=lo))
         self.vma_merge_all(mm)
+        if op.hugepage:
+            # then madvise(MADV_HUGEPAGE): hugepage_madvise() (mm/khugepaged.c:450) sets
+            # VM_HUGEPAGE, madvise_update_vma() -> vma_modify_flags() (mm/madvise.c:170,
+            # mm/vma.c:1788) splits the range off the merged VMA again (both parts keep its
+            # VM_SOFTDIRTY and anon_vma) or merges it with a VM_HUGEPAGE neighbour (sticky flags,
+            # vma_merge_existing_range(), mm/vma.c:892-1073). Found by kernel-check --generate
+            # (gen-s1-25: the neighbour of a hugepage=1 mmap was soft-dirty after clear_refs).
+            self.set_vma_flags(mm, lo, hi, hugepage=True)
+            self.vma_merge_all(mm)
         return O.OK
 
     def op_munmap(self, op: O.Munmap) -> int:

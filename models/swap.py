@@ -47,6 +47,14 @@ class SwapDevice:
         self.cluster_order = np.full(SWAP_CLUSTERS, CLUSTER_FREE, dtype=np.int8)
         self.cluster_used = np.zeros(SWAP_CLUSTERS, dtype=np.int32)
         self.cur_cluster = -1  # per-device "current" order-0 cluster
+        # which order-9 allocation holds the slot (1, 2, ...; 0 = an order-0 slot or free): set by
+        # alloc_slots(9), cleared when the slot is freed, so a THP's slots that are partly freed
+        # and reused by order-0 allocations are not taken for that THP. Not kernel state: the
+        # real-kernel check (fuzz/kernelcheck.py, rule swap_offsets "structure") compares only
+        # slots of one such allocation, since order-0 slots land elsewhere on 7.3 (per-CPU
+        # clusters, cluster_alloc_swap_entry(), mm/swapfile.c)
+        self.alloc_id = np.zeros(SWAP_SLOTS, dtype=np.int32)
+        self._next_alloc_id = 1
         # slot 0: the swap header (setup_swap_map marks it bad)
         self._take(0, 1, order=0)
         self.foreign[0] = True
@@ -62,6 +70,7 @@ class SwapDevice:
 
     def _release(self, slots: np.ndarray) -> None:
         self.used[slots] = False
+        self.alloc_id[slots] = 0
         self.data[slots] = 0
         self.zero[slots] = False
         clusters = slots // HPAGE_PMD_NR
@@ -85,6 +94,8 @@ class SwapDevice:
                 return -1
             base = int(free[0]) * HPAGE_PMD_NR
             self._take(base, HPAGE_PMD_NR, order)
+            self.alloc_id[base:base + HPAGE_PMD_NR] = self._next_alloc_id
+            self._next_alloc_id += 1
             return base
         candidates = []
         if self.cur_cluster >= 0:

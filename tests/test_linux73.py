@@ -219,6 +219,41 @@ def test_m6_two_anon_vmas_do_not_merge():
     assert _vmas(k) == [(0, N), (N, 2 * N)]
 
 
+def test_m6_hugepage_mmap_merges_first_so_the_neighbour_is_soft_dirty_again():
+    """`mmap hugepage=1` is mmap() then MADV_HUGEPAGE. __mmap_region() merges the plain new range
+    into a plain neighbour (vma_merge_new_range(), mm/vma.c:2899) and __mmap_complete() sets
+    VM_SOFTDIRTY on the whole merged VMA (mm/vma.c:2765); MADV_HUGEPAGE (vma_modify_flags(),
+    mm/madvise.c:170) splits the range off again and the neighbour keeps VM_SOFTDIRTY, so after
+    clear_refs all its pages, present ones too, read soft-dirty (fs/proc/task_mmu.c:2012, :2084).
+    The split-off VMA keeps the merged VMA's anon_vma. Real 7.3: gen-s1-25 op 3, corpus
+    linux73-m6-madv_hugepage_merged_neighbour_softdirty.trace."""
+    for k in (LegacyKernel(), PmdSwapKernel()):
+        apply(k, O.Mmap(0, N, N, hugepage=False))
+        apply(k, O.Write(0, N + 88, 4, value=1))
+        apply(k, O.ClearRefs(0))
+        assert_pages(k, 0, np.arange(N, 2 * N), soft_dirty=False)
+        apply(k, O.Mmap(0, 0, N, hugepage=True))
+        a, b = k.mms[0].vmas
+        assert [(a.start, a.end, a.hugepage), (b.start, b.end, b.hugepage)] == \
+            [(0, N, True), (N, 2 * N, False)]
+        assert a.softdirty and b.softdirty and a.anon_vma == b.anon_vma != 0
+        assert_pages(k, 0, np.arange(0, 2 * N), soft_dirty=True)
+        # no plain neighbour: nothing else becomes soft-dirty
+        apply(k, O.ClearRefs(0))
+        apply(k, O.Mmap(0, 3 * N, N, hugepage=True))
+        assert_pages(k, 0, np.arange(0, 2 * N), soft_dirty=False)
+        assert_pages(k, 0, np.arange(3 * N, 4 * N), soft_dirty=True)
+        # between a plain prev and a VM_HUGEPAGE next: merged into prev (soft-dirty again), then
+        # split off and merged into next (vma_merge_existing_range(), sticky flags mm/vma.c:892-1073)
+        apply(k, O.Mmap(0, 2 * N, N, hugepage=True))
+        assert [(v.start, v.end, v.hugepage) for v in k.mms[0].vmas] == \
+            [(0, N, True), (N, 2 * N, False), (2 * N, 4 * N, True)]
+        assert_pages(k, 0, np.arange(0, N), soft_dirty=False)
+        assert_pages(k, 0, np.arange(N, 4 * N), soft_dirty=True)
+        apply(k, O.Write(0, 2 * N, 1, value=3))
+        assert_pages(k, 0, np.arange(2 * N, 3 * N), state=PRESENT, pmd_level=True)
+
+
 # ---- M3: zero-filled subpages go to the shared zero page on a split ------------------------------
 def test_m3_split_maps_zero_filled_subpages_to_the_zero_page():
     """__folio_split() remaps with TTU_USE_SHARED_ZEROPAGE; try_to_map_unused_to_zeropage()

@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fuzz.export_c import ExportError, check_exportable, export_c
@@ -538,3 +539,81 @@ def test_no_temporary_files_left_and_bad_images_are_clear(debian_kernel, tmp_pat
     with pytest.raises(KernelCheckError, match="did not boot|hung"):
         kernel_check(CORPUS[:1], kernel=str(debian_kernel), timeout=1.5)
     assert set(glob.glob(os.path.join(tempfile.gettempdir(), "pmdswap-kcheck-*"))) == before
+
+
+# ---- the swap-offset structure rule of the comparison (no qemu) -----------------------------------
+def _kernel_obs(k, kslot) -> dict:
+    """K: lines a kernel would print for the model's own state, swap offsets mapped by kslot()."""
+    from models.observe import NONE, PRESENT, SWAPPED, observe
+
+    obs, kobs = observe(k), {}
+    for pid, po in obs.procs.items():
+        runs = []
+        for i in np.flatnonzero(po.state != 0):
+            st = {PRESENT: "P", SWAPPED: "S", NONE: "N"}[int(po.state[i])]
+            fl = st + ("d" if po.soft_dirty[i] else "") + ("w" if po.uffd_wp[i] else "")
+            sw = f"@0:{kslot(int(po.swp_off[i]))}" if st == "S" else ""
+            runs.append(f"{i}+1:{fl}{sw}")
+        kobs[f"p{pid}.pm"] = ";".join(runs)
+    return obs, kobs
+
+
+def _swap_diffs(k, kslot) -> list[str]:
+    from fuzz.kernelcheck import _compare_obs
+
+    obs, kobs = _kernel_obs(k, kslot)
+    return [d for d in _compare_obs("t", k, obs, kobs, PROFILES["linux-7.3"], final=False)
+            if d.startswith("swap:")]
+
+
+def _order0_spill_and_a_thp():
+    """600 order-0 swap-outs (slots 1-511 and 512-600: order-0 slots in cluster 1) and a THP
+    swapped out whole (one order-9 allocation, cluster 2)."""
+    from models.legacy import LegacyKernel
+
+    k = LegacyKernel()
+    for op in (O.Mmap(0, 0, 1024, hugepage=False), O.Write(0, 0, 600, value=1),
+               O.Pageout(0, 0, 600), O.Mmap(0, 1536, 512, hugepage=True),
+               O.Write(0, 1536, 512, value=2), O.Pageout(0, 1536, 512)):
+        assert k.apply(op) == 0
+    m = k.mms[0]
+    assert (m.pte_swp_off[512:600] // 512 == 1).all()
+    assert not k.swap.alloc_id[m.pte_swp_off[:600]].any()
+    return k
+
+
+def test_swap_structure_rule_ignores_order0_slots_in_a_cluster_above_512():
+    """gen-s1-29 op 31, gen-s1-13 op 27: model order-0 slots in cluster 1 are anywhere on 7.3
+    (per-CPU clusters); only the slots of one order-9 allocation must be base + i."""
+    k = _order0_spill_and_a_thp()
+    thp_base = 1024
+    assert (k.swap.alloc_id[thp_base:thp_base + 512] != 0).all()
+    # order-0 slots scrambled (still a bijection), the THP at another base but contiguous
+    scramble = {s: 5000 - s for s in range(1, 1024)}
+    assert _swap_diffs(k, lambda s: scramble.get(s, s + 2048)) == []
+
+
+def test_swap_structure_rule_still_catches_a_thp_not_at_base_plus_i():
+    k = _order0_spill_and_a_thp()
+    swapped = {1024 + 7: 1024 + 2048 + 9, 1024 + 9: 1024 + 2048 + 7}  # two THP pages swapped
+    diffs = _swap_diffs(k, lambda s: swapped.get(s, s + 2048))
+    assert any("one order-9 allocation" in d and "not base+i" in d for d in diffs), diffs
+
+
+def test_swap_structure_rule_forgets_thp_slots_once_freed():
+    """A THP's slot freed (the page swapped in by a write fault, which frees the exclusive slot:
+    should_try_to_free_swap()) is no longer part of the THP's allocation, so a later order-0
+    allocation of it is not taken for the THP; the rest of the THP's slots still are."""
+    k = _order0_spill_and_a_thp()
+    for op in (O.Evict(), O.Fault(0, 1536 + 3, write=True)):
+        assert k.apply(op) == 0
+    assert not k.swap.used[1024 + 3] and k.swap.alloc_id[1024 + 3] == 0
+    assert (k.swap.alloc_id[1024:1024 + 3] == k.swap.alloc_id[1024 + 4]).all()
+    assert k.apply(O.Pageout(0, 1536 + 3, 1)) == 0
+    s = int(k.mms[0].pte_swp_off[1536 + 3])
+    assert s >= 0 and k.swap.alloc_id[s] == 0
+    kmap = {s: 9999}  # the kernel put the re-swapped page elsewhere
+    assert _swap_diffs(k, lambda x: kmap.get(x, x + 2048)) == []
+    kmap[1024 + 100] = 1024 + 2048 + 101  # but the THP's remaining slots must stay base + i
+    kmap[1024 + 101] = 1024 + 2048 + 100
+    assert any("not base+i" in d for d in _swap_diffs(k, lambda x: kmap.get(x, x + 2048)))
