@@ -15,7 +15,7 @@ of Linux 7.3 for anonymous memory without UFFD_FEATURE_WP_UNPOPULATED / EVENT_FO
   * mremap (MREMAP_FIXED, old_len == new_len: remap_move(), mm/mremap.c:1933) moves each VMA of
     the range to the previous one's new end plus the same gap; a moved entry of a VMA registered
     with a context lacking EVENT_REMAP loses the bit (vma_has_uffd_without_event_remap(),
-    move_ptes() mm/mremap.c:297-312, move_huge_pmd() mm/huge_memory.c:2664), an entry of an
+    move_ptes() mm/mremap.c:295-312, move_huge_pmd() mm/huge_memory.c:2664), an entry of an
     unregistered VMA keeps it (a VMA whose registration mremap_userfaultfd_prep() dropped when a
     moved range merged into it still holds bits); what stays behind keeps its bits; a -EFAULT
     may come after the first VMAs moved (remap_move_pieces());

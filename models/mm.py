@@ -1803,11 +1803,11 @@ class Kernel:
         call only moves (vrm_move_only(), :1727: MREMAP_FIXED and old_len == new_len),
         remap_move() (:1933), which moves every VMA of [addr, addr + len) one after the other
         ("permit moves of multiple VMAs"), each by check_prep_vma() + mremap_to():
-          * no VMA in the range at all: the loop does not run, res stays -EFAULT (:1939);
+          * no VMA in the range at all: the loop does not run, res stays -EFAULT (:1940);
           * a hole before the first VMA: -EFAULT (:1959, "No gap permitted at the start");
           * holes between VMAs and after the last are allowed; each VMA lands at the previous
             one's new end plus the same gap (:1963-1977), and only its own destination is
-            unmapped (mremap_to() do_munmap(new_addr, new_len), :1500), so what is mapped in
+            unmapped (mremap_to() do_munmap(new_addr, new_len), :1503), so what is mapped in
             the destination's holes stays;
           * a uffd-armed VMA (vma_multi_allowed(), :1752: userfaultfd_armed()) may only be moved
             alone: as the first VMA with the range ending inside it, else -EFAULT, before
@@ -1833,20 +1833,20 @@ class Kernel:
             offset = vma.start - last_end if seen else 0  # :1977 keep the gaps between VMAs
             last_end = vma.end
             new = target + offset
-            if vma.uffd_wp:  # !vma_multi_allowed(): userfaultfd_armed() (:1757)
+            if vma.uffd_wp:  # !vma_multi_allowed(): userfaultfd_armed() (:1760)
                 if seen:
                     return EFAULT  # :1988 not the first VMA: abort, earlier moves stay
                 if vma.end < hi:
                     return EFAULT  # :1991 the first, but the range goes on past it
             self.move_vma(mm, a, b, new)  # check_prep_vma() (returns 0 here) + mremap_to()
             seen, target, pos = True, new + (b - a), b
-        return O.OK if seen else EFAULT  # res = -EFAULT (:1939) when no VMA was in the range
+        return O.OK if seen else EFAULT  # res = -EFAULT (:1940) when no VMA was in the range
 
     def move_vma(self, mm: MM, a: int, b: int, new: int) -> None:
         """mremap_to() (mm/mremap.c:1492) + move_vma() (:1394) of [a, b), inside one VMA, to `new`.
 
-        MREMAP_FIXED first unmaps the destination (do_munmap(), :1500). copy_vma_and_data()
-        (:1300) then makes the new VMA with copy_vma() (mm/vma.c:1944): an unfaulted VMA (no
+        MREMAP_FIXED first unmaps the destination (do_munmap(), :1503). copy_vma_and_data()
+        (:1295) then makes the new VMA with copy_vma() (mm/vma.c:1944): an unfaulted VMA (no
         anon_vma) gets the new address as its pgoff (:1960-1966), a faulted one keeps its own,
         and vma_merge_copied_range() (:1999) merges it with the destination's neighbours when
         they are compatible (the same flags, which includes the same uffd context). The page
@@ -1855,7 +1855,7 @@ class Kernel:
         userfaultfd_reset_ctx() (mm/userfaultfd.c:2257) clears VM_UFFD_WP and the context on
         new_vma, which after a merge is the whole merged VMA: a registered neighbour the moved
         range merged into loses its registration too (its PTEs keep their uffd-wp bits).
-        move_ptes() (:201, :297-312) and move_huge_pmd() (mm/huge_memory.c:2664) clear the
+        move_ptes() (:201, :295-312) and move_huge_pmd() (mm/huge_memory.c:2664) clear the
         uffd-wp bit of every moved present and swap entry (a marker is dropped) when the old
         VMA has a context without EVENT_REMAP (vma_has_uffd_without_event_remap(),
         include/linux/userfaultfd_k.h:267), and move_normal_pmd() is not used then

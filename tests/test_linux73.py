@@ -423,8 +423,8 @@ def test_m7_move_of_several_vmas():
     """mremap(MREMAP_FIXED | MREMAP_MAYMOVE) with old_len == new_len is vrm_move_only()
     (mm/mremap.c:1727), so do_mremap() calls remap_move() (:1933): every VMA of the range moves,
     each to the previous one's new end plus the same gap (:1963-1977); each mremap_to() unmaps
-    only its own destination (:1500), so a mapping in the destination of a hole stays. A hole at
-    the start, or no VMA at all, is -EFAULT (:1959, :1939); a uffd-armed VMA (vma_multi_allowed(),
+    only its own destination (:1503), so a mapping in the destination of a hole stays. A hole at
+    the start, or no VMA at all, is -EFAULT (:1959, :1940); a uffd-armed VMA (vma_multi_allowed(),
     :1752) is -EFAULT as the first VMA when the range goes past it (nothing moved) and as a later
     one (the earlier VMAs stay moved, :1988)."""
     k = LegacyKernel()
