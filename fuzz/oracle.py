@@ -19,6 +19,7 @@ Every difference the oracle tolerates is one row of TOLERATED, with its reason a
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +30,7 @@ from models.mm import PMD_HUGE, PMD_SWAP, PMD_TABLE, PTE_PRESENT, PTE_SWAP
 from models.observe import NONE, PRESENT, SWAPPED, UNMAPPED, observe
 from models.ops import HPAGE_PMD_NR, NR_REGIONS
 
-from .uffd_wp_shadow import UffdWpShadow
+from .uffd_wp_shadow import UffdWpShadow, remap_move_pieces
 
 
 @dataclass(frozen=True)
@@ -270,9 +271,11 @@ class Oracle:
             for v in self.legacy.mms[pid].vmas:
                 in_vma[v.start:v.end] = True
             freed[sl] |= in_vma[sl]
-        elif isinstance(op, O.MremapMove) and res == O.OK:
-            self._move(pid, op.start, op.dst, op.npages, all_moved=True)
-            self._loosen(pid, op.dst, op.dst + op.npages)
+        elif isinstance(op, O.MremapMove) and res in (O.OK, -errno.EFAULT):
+            # remap_move() (mm/mremap.c:1933): VMA by VMA, holes' destinations untouched
+            for a, b, new, _ in self._mremap_pieces:
+                self._move(pid, a, new, b - a, all_moved=True)
+                self._loosen(pid, new, new + b - a)
         elif isinstance(op, O.UffdMove):
             n = max(0, min(op.npages, O.VA_PAGES - op.src, O.VA_PAGES - op.dst))
             self._move(pid, op.src, op.dst, n, all_moved=res == O.OK)
@@ -305,10 +308,11 @@ class Oracle:
             return
         elif isinstance(op, O.Dontneed) or isinstance(op, (O.Munmap, O.Mmap)) and res == O.OK:
             ex[op.start:op.start + op.npages] = 0
-        elif isinstance(op, O.MremapMove) and res == O.OK:
-            moved = ex[op.start:op.start + op.npages].copy()
-            ex[op.start:op.start + op.npages] = 0
-            ex[op.dst:op.dst + op.npages] = moved
+        elif isinstance(op, O.MremapMove) and res in (O.OK, -errno.EFAULT):
+            for a, b, new, _ in self._mremap_pieces:  # -EFAULT: maybe moved in part
+                moved = ex[a:b].copy()
+                ex[a:b] = 0
+                ex[new:new + b - a] = moved
         elif isinstance(op, O.MremapShrink) and res == O.OK and op.new_npages < op.npages:
             ex[op.start + op.new_npages:op.start + op.npages] = 0
         elif isinstance(op, O.UffdMove):
@@ -418,6 +422,11 @@ class Oracle:
             self.cells.update(op_cells(self.pmd, op))
         pids_before = set(self.legacy.mms)
         risky = self._entry_vs_none(op)
+        self._mremap_pieces = []
+        if isinstance(op, O.MremapMove) and op.pid in self.legacy.mms:
+            self._mremap_pieces = remap_move_pieces(
+                [(v.start, v.end, v.uffd_wp) for v in self.legacy.mms[op.pid].vmas],
+                op.start, op.start + op.npages, op.dst)
         rl = self.legacy.apply(op)
         rp = self.pmd.apply(op)
         events = self.pmd.events

@@ -12,7 +12,13 @@ of Linux 7.3 for anonymous memory without UFFD_FEATURE_WP_UNPOPULATED / EVENT_FO
   * a page whose entry goes (zap, MADV_FREE of a swap entry, discard, munmap) loses it, and a new
     entry where there was none starts without it;
   * fork: the child is not registered and its entries lose it (copy_*: userfaultfd_wp(dst_vma));
-  * mremap of a registered range clears it (vma_has_uffd_without_event_remap());
+  * mremap (MREMAP_FIXED, old_len == new_len: remap_move(), mm/mremap.c:1933) moves each VMA of
+    the range to the previous one's new end plus the same gap; a moved entry of a VMA registered
+    with a context lacking EVENT_REMAP loses the bit (vma_has_uffd_without_event_remap(),
+    move_ptes() mm/mremap.c:295-312, move_huge_pmd() mm/huge_memory.c:2664), an entry of an
+    unregistered VMA keeps it (a VMA whose registration mremap_userfaultfd_prep() dropped when a
+    moved range merged into it still holds bits); what stays behind keeps its bits; a -EFAULT
+    may come after the first VMAs moved (remap_move_pieces());
   * UFFDIO_MOVE: a moved swap entry keeps it (move_swap_pte()), a moved present page (a fresh PTE)
     and a moved zero page (move_zeropage_pte()) do not. After a move that stopped part way the
     pages' expectation is taken from the model (which pages moved is the model's to say).
@@ -20,10 +26,36 @@ of Linux 7.3 for anonymous memory without UFFD_FEATURE_WP_UNPOPULATED / EVENT_FO
 
 from __future__ import annotations
 
+import errno
+
 import numpy as np
 
 from models import ops as O
 from models.observe import PRESENT, SWAPPED
+
+
+def remap_move_pieces(vmas, lo: int, hi: int, dst: int) -> list[tuple[int, int, int, bool]]:
+    """What remap_move() (mm/mremap.c:1933) moves of [lo, hi) to `dst`, from the VMAs before the
+    call, each (start, end, ..., registered) as ProcObs.vmas: a list of (a, b, new, registered),
+    one per VMA moved, in order. Empty for -EFAULT before anything moved (no VMA, a hole at the
+    start, an armed first VMA the range goes past); a uffd-armed VMA after the first ends the
+    list (the call returns -EFAULT, the earlier VMAs stay moved). Every page p moved lands at
+    dst + p - lo: the gaps between VMAs are kept (:1963-1977)."""
+    out: list[tuple[int, int, int, bool]] = []
+    target, last_end = dst, 0
+    for v in sorted(vmas):
+        start, end, registered = v[0], v[1], bool(v[-1])
+        if end <= lo or start >= hi:
+            continue
+        if not out and lo < start:
+            return []  # :1959 no gap permitted at the start
+        if registered and (out or end < hi):
+            return out  # !vma_multi_allowed(): :1988 (later VMA), :1991 (first, more follow)
+        a, b = max(start, lo), min(hi, end)
+        new = target + (start - last_end if out else 0)
+        out.append((a, b, new, registered))
+        target, last_end = new + b - a, end
+    return out
 
 
 class UffdWpShadow:
@@ -32,6 +64,7 @@ class UffdWpShadow:
     def __init__(self) -> None:
         self.bits: dict[int, np.ndarray] = {0: np.zeros(O.VA_PAGES, bool)}
         self.state: dict[int, np.ndarray] = {}  # each page's state after the previous op
+        self.vmas: dict[int, tuple] = {}  # each process's VMAs after the previous op
 
     def follow(self, op: O.Op, res: int, obs, new_pid: int | None) -> None:
         """Update the expectation after `op` returned `res` in this model, observed as `obs`."""
@@ -51,9 +84,13 @@ class UffdWpShadow:
                 bits[sl] = obs.procs[pid].state[sl] >= PRESENT
             else:
                 bits[sl] = False
-        elif isinstance(op, O.MremapMove) and res == O.OK:
-            bits[op.start:op.start + op.npages] = False
-            bits[op.dst:op.dst + op.npages] = False  # registered: cleared; else there were none
+        elif isinstance(op, O.MremapMove):
+            if res in (O.OK, -errno.EFAULT) and pid in self.vmas:  # -EFAULT: maybe part moved
+                for a, b, new, registered in remap_move_pieces(
+                        self.vmas[pid], op.start, op.start + op.npages, op.dst):
+                    moved = bits[a:b] & (not registered)
+                    bits[a:b] = False
+                    bits[new:new + b - a] = moved
         elif isinstance(op, O.UffdMove):
             n = max(0, min(op.npages, O.VA_PAGES - op.src, O.VA_PAGES - op.dst))
             before = self.state.get(pid)
@@ -69,6 +106,7 @@ class UffdWpShadow:
             if po is not None:
                 b &= po.state >= PRESENT  # an entry that went takes its bit with it
         self.state = {p: po.state.copy() for p, po in obs.procs.items()}
+        self.vmas = {p: po.vmas for p, po in obs.procs.items()}
 
     def check(self, obs) -> tuple[int, np.ndarray, bool] | None:
         """(pid, pages, expected bit of the first) where the model's entries disagree, else None."""

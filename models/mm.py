@@ -1815,32 +1815,88 @@ class Kernel:
         return O.OK if pos >= hi else ENOMEM
 
     def op_mremap(self, op: O.MremapMove) -> int:
+        """mremap(addr, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, dst) (fuzz/export_c.py OP_MREMAP).
+
+        Linux 7.3 (mm/mremap.c): do_mremap() -> check_mremap_params() (:1880), then, since the
+        call only moves (vrm_move_only(), :1727: MREMAP_FIXED and old_len == new_len),
+        remap_move() (:1933), which moves every VMA of [addr, addr + len) one after the other
+        ("permit moves of multiple VMAs"), each by check_prep_vma() + mremap_to():
+          * no VMA in the range at all: the loop does not run, res stays -EFAULT (:1940);
+          * a hole before the first VMA: -EFAULT (:1959, "No gap permitted at the start");
+          * holes between VMAs and after the last are allowed; each VMA lands at the previous
+            one's new end plus the same gap (:1963-1977), and only its own destination is
+            unmapped (mremap_to() do_munmap(new_addr, new_len), :1503), so what is mapped in
+            the destination's holes stays;
+          * a uffd-armed VMA (vma_multi_allowed(), :1752: userfaultfd_armed()) may only be moved
+            alone: as the first VMA with the range ending inside it, else -EFAULT, before
+            anything moved if it is the first (:1990), after the earlier VMAs moved if not
+            (:1988: they stay moved, the call returns -EFAULT)."""
         mm = self.mms[op.pid]
         lo, hi = self._range(op)
         d, dend = op.dst, op.dst + op.npages
         if hi > VA_PAGES or dend > VA_PAGES:
-            return EINVAL
+            return EINVAL  # outside the model's window
         if d < hi and lo < dend:
-            return EINVAL  # new range overlaps the old one
-        vma = mm.find_vma(lo)
-        if vma is None or hi > vma.end:
-            return EFAULT  # vma_to_resize()
-        if d == lo:
-            return O.OK
-        self.do_vmi_munmap(mm, d, dend)  # MREMAP_FIXED
-        vma = mm.find_vma(lo)
-        # vma_has_uffd_without_event_remap(): the moved range loses registration and uffd-wp bits
-        clear_uw = vma.uffd_wp
-        self.split_vma(mm, lo)
-        self.split_vma(mm, hi)
-        piece = mm.find_vma(lo)
-        new_vma = replace(piece, start=d, end=dend, uffd_wp=False)  # copy_vma()
+            return EINVAL  # check_mremap_params(): vrm_overlaps() (mm/mremap.c:1927)
+        pos, target, last_end, seen = lo, d, 0, False
+        while True:
+            # for_each_vma_range(vmi, vma, end) (:1955); looked up again after every move, as
+            # vma_iter_invalidate() makes the kernel do after a merge (:2012)
+            vma = next((v for v in mm.vmas if v.end > pos and v.start < hi), None)
+            if vma is None:
+                break
+            if not seen and lo < vma.start:
+                return EFAULT  # :1959 no gap permitted at the start of the range
+            a, b = max(vma.start, lo), min(hi, vma.end)
+            offset = vma.start - last_end if seen else 0  # :1977 keep the gaps between VMAs
+            last_end = vma.end
+            new = target + offset
+            if vma.uffd_wp:  # !vma_multi_allowed(): userfaultfd_armed() (:1760)
+                if seen:
+                    return EFAULT  # :1988 not the first VMA: abort, earlier moves stay
+                if vma.end < hi:
+                    return EFAULT  # :1991 the first, but the range goes on past it
+            self.move_vma(mm, a, b, new)  # check_prep_vma() (returns 0 here) + mremap_to()
+            seen, target, pos = True, new + (b - a), b
+        return O.OK if seen else EFAULT  # res = -EFAULT (:1940) when no VMA was in the range
+
+    def move_vma(self, mm: MM, a: int, b: int, new: int) -> None:
+        """mremap_to() (mm/mremap.c:1492) + move_vma() (:1394) of [a, b), inside one VMA, to `new`.
+
+        MREMAP_FIXED first unmaps the destination (do_munmap(), :1503). copy_vma_and_data()
+        (:1295) then makes the new VMA with copy_vma() (mm/vma.c:1944): an unfaulted VMA (no
+        anon_vma) gets the new address as its pgoff (:1960-1966), a faulted one keeps its own,
+        and vma_merge_copied_range() (:1999) merges it with the destination's neighbours when
+        they are compatible (the same flags, which includes the same uffd context). The page
+        tables move (move_page_tables()), and only then mremap_userfaultfd_prep(new_vma)
+        (:1345; mm/userfaultfd.c:3197): the rig's context has no UFFD_FEATURE_EVENT_REMAP, so
+        userfaultfd_reset_ctx() (mm/userfaultfd.c:2257) clears VM_UFFD_WP and the context on
+        new_vma, which after a merge is the whole merged VMA: a registered neighbour the moved
+        range merged into loses its registration too (its PTEs keep their uffd-wp bits).
+        move_ptes() (:201, :295-312) and move_huge_pmd() (mm/huge_memory.c:2664) clear the
+        uffd-wp bit of every moved present and swap entry (a marker is dropped) when the old
+        VMA has a context without EVENT_REMAP (vma_has_uffd_without_event_remap(),
+        include/linux/userfaultfd_k.h:267), and move_normal_pmd() is not used then
+        (uffd_supports_page_table_move(), :339). A VMA without a context keeps the bits.
+        The part of the old VMA outside [a, b) is split off and keeps its registration."""
+        self.do_vmi_munmap(mm, new, new + (b - a))  # mremap_to(): MREMAP_FIXED
+        vma = mm.find_vma(a)
+        clear_uw = vma.uffd_wp  # vma_has_uffd_without_event_remap(vma)
+        self.split_vma(mm, a)
+        self.split_vma(mm, b)
+        piece = mm.find_vma(a)
+        pgoff = piece.pgoff if piece.anon_vma else new  # copy_vma(): unfaulted -> new address
+        new_vma = replace(piece, start=new, end=new + (b - a), pgoff=pgoff)
         mm.vmas = sorted(mm.vmas + [new_vma], key=lambda v: v.start)
-        self.move_page_tables(mm, lo, d, op.npages, clear_uw)
-        mm.vmas.remove(piece)  # then the old range is unmapped (empty by now)
-        self.free_pgtables(mm, lo, hi)
-        self.vma_merge_all(mm)
-        return O.OK
+        self.move_page_tables(mm, a, new, b - a, clear_uw)
+        mm.vmas.remove(piece)  # unmap_source_vma(): the old range (empty by now)
+        self.free_pgtables(mm, a, b)
+        self.vma_merge_all(mm)  # vma_merge_copied_range()
+        if clear_uw:
+            merged = mm.find_vma(new)  # mremap_userfaultfd_prep(new_vma): userfaultfd_reset_ctx()
+            # no merge is tried after the reset: the unregistered VMA stays apart from equal
+            # neighbours (until a later op's vma_merge_all(); docs/models.md M7)
+            mm.vmas[mm.vmas.index(merged)] = replace(merged, uffd_wp=False)
 
     def op_mremap_shrink(self, op: O.MremapShrink) -> int:
         mm = self.mms[op.pid]

@@ -417,6 +417,77 @@ def test_m7_shrink_may_cross_vma_boundaries():
     apply(k, O.MremapShrink(0, 0, 32, 48), expect=-errno.EFAULT)
 
 
+def test_m7_mremap_drops_the_uffd_context_of_the_merged_vma():
+    """The rig's userfaultfd has no UFFD_FEATURE_EVENT_REMAP. copy_vma() (mm/vma.c:1944) merges
+    the moved range with a compatible neighbour first (vma_merge_copied_range(): same flags and
+    uffd context; an unfaulted VMA takes the new address as its pgoff), and only then does
+    mremap_userfaultfd_prep(new_vma) (mm/mremap.c:1345) call userfaultfd_reset_ctx()
+    (mm/userfaultfd.c:3215, :2257) on new_vma, which is the whole merged VMA: the registered
+    neighbour A loses VM_UFFD_WP too, while its PTEs keep their uffd-wp bits (pagemap bit 57)
+    and a store no longer traps. Moving A, now without a context, keeps those bits (move_ptes()
+    clears them only under vma_has_uffd_without_event_remap(), mm/mremap.c:201). A partial move
+    of a registered VMA clears the bits of the moved entries and leaves the rest registered."""
+    k = LegacyKernel()
+    apply(k, O.Mmap(0, 0, 64, hugepage=False))
+    apply(k, O.Write(0, 0, 64, value=1))
+    apply(k, O.UffdRegister(0, 0, 64))
+    apply(k, O.UffdWp(0, 0, 64, True))
+    apply(k, O.Mmap(0, 512, 64, hugepage=False))
+    apply(k, O.UffdRegister(0, 512, 64))
+    apply(k, O.MremapMove(0, 512, 64, 64))  # unfaulted: pgoff 64, merges with A
+    assert [(v.start, v.end, v.uffd_wp) for v in k.mms[0].vmas] == [(0, 128, False)]
+    assert_pages(k, 0, np.arange(64), state=PRESENT, uffd_wp=True, contents=val(1, np.arange(64)))
+    apply(k, O.Write(0, 0, 1, value=2))  # no trap: the VMA is not registered any more
+    assert_pages(k, 0, [0], contents=val(2, [0]))
+    apply(k, O.MremapMove(0, 0, 64, 1024))  # no context: the bits move with the entries
+    assert_pages(k, 0, np.arange(1025, 1088), state=PRESENT, uffd_wp=True)
+    # a registered VMA moved in part: the moved entries lose the bit, the rest stays registered
+    apply(k, O.Mmap(0, 1536, 64, hugepage=False))
+    apply(k, O.Write(0, 1536, 64, value=3))
+    apply(k, O.UffdRegister(0, 1536, 64))
+    apply(k, O.UffdWp(0, 1536, 64, True))
+    apply(k, O.MremapMove(0, 1568, 32, 1792))
+    assert [(v.start, v.end, v.uffd_wp) for v in k.mms[0].vmas][-2:] == [(1536, 1568, True),
+                                                                         (1792, 1824, False)]
+    assert_pages(k, 0, np.arange(1536, 1568), uffd_wp=True)
+    assert_pages(k, 0, np.arange(1792, 1824), state=PRESENT, uffd_wp=False,
+                 contents=val(3, np.arange(1568, 1600)))
+
+
+def test_m7_move_of_several_vmas():
+    """mremap(MREMAP_FIXED | MREMAP_MAYMOVE) with old_len == new_len is vrm_move_only()
+    (mm/mremap.c:1727), so do_mremap() calls remap_move() (:1933): every VMA of the range moves,
+    each to the previous one's new end plus the same gap (:1963-1977); each mremap_to() unmaps
+    only its own destination (:1503), so a mapping in the destination of a hole stays. A hole at
+    the start, or no VMA at all, is -EFAULT (:1959, :1940); a uffd-armed VMA (vma_multi_allowed(),
+    :1752) is -EFAULT as the first VMA when the range goes past it (nothing moved) and as a later
+    one (the earlier VMAs stay moved, :1988)."""
+    k = LegacyKernel()
+    apply(k, O.Mmap(0, 0, 32, hugepage=False))
+    apply(k, O.Write(0, 0, 32, value=1))
+    apply(k, O.Mmap(0, 48, 16, hugepage=False))
+    apply(k, O.Write(0, 48, 16, value=2))
+    apply(k, O.Mmap(0, 1056, 16, hugepage=False))  # the hole's destination
+    apply(k, O.Write(0, 1056, 16, value=3))
+    apply(k, O.MremapMove(0, 0, 64, 1024))
+    assert _vmas(k) == [(1024, 1056), (1056, 1072), (1072, 1088)]
+    assert_pages(k, 0, np.arange(1024, 1056), state=PRESENT, contents=val(1, np.arange(32)))
+    assert_pages(k, 0, np.arange(1056, 1072), state=PRESENT, contents=val(3, np.arange(1056, 1072)))
+    assert_pages(k, 0, np.arange(1072, 1088), state=PRESENT, contents=val(2, np.arange(48, 64)))
+    apply(k, O.MremapMove(0, 1000, 100, 0), expect=-errno.EFAULT)  # hole at the start
+    apply(k, O.MremapMove(0, 0, 100, 1024), expect=-errno.EFAULT)  # no VMA in the range
+    apply(k, O.MremapMove(0, 1024, 100, 0))  # a hole at the end is allowed
+    assert _vmas(k) == [(0, 32), (32, 48), (48, 64)]
+    apply(k, O.UffdRegister(0, 32, 16))
+    apply(k, O.MremapMove(0, 32, 32, 512), expect=-errno.EFAULT)  # armed first VMA, more follow
+    assert _vmas(k) == [(0, 32), (32, 48), (48, 64)]
+    apply(k, O.MremapMove(0, 0, 64, 512), expect=-errno.EFAULT)  # armed second VMA
+    assert _vmas(k) == [(32, 48), (48, 64), (512, 544)]
+    assert_pages(k, 0, np.arange(512, 544), state=PRESENT, contents=val(1, np.arange(32)))
+    apply(k, O.MremapMove(0, 32, 16, 1536))  # armed, alone: moved
+    assert [(v.start, v.end, v.uffd_wp) for v in k.mms[0].vmas][-1] == (1536, 1552, False)
+
+
 def test_m6_a_new_anon_vma_is_borrowed_from_a_neighbour_so_mprotect_can_remerge():
     """find_mergeable_anon_vma() (mm/vma.c): the first fault in B takes A's anon_vma when the two
     differ only in access flags (anon_vma_compatible()), so A and B merge once mprotect makes their
@@ -433,13 +504,20 @@ def test_m6_a_new_anon_vma_is_borrowed_from_a_neighbour_so_mprotect_can_remerge(
 
 
 def test_m6_pgoffs_must_be_contiguous():
-    """is_mergeable_vma() needs vma_end_pgoff(prev) == vma_start_pgoff(next): a VMA moved by
-    mremap keeps its vm_pgoff, so it does not merge with its new neighbour."""
+    """is_mergeable_vma() needs vma_end_pgoff(prev) == vma_start_pgoff(next): a faulted VMA moved
+    by mremap keeps its vm_pgoff, so it does not merge with its new neighbour; an unfaulted one
+    takes the new address as its pgoff (copy_vma(), mm/vma.c:1960-1966: "update its anonymous
+    pgoff to match the new location to increase its chance of merging") and merges."""
     k = LegacyKernel()
     apply(k, O.Mmap(0, 0, 64, hugepage=False))
     apply(k, O.Mmap(0, 512, 64, hugepage=False))
+    apply(k, O.Write(0, 512, 1, value=1))
     apply(k, O.MremapMove(0, 512, 64, 64))
     assert _vmas(k) == [(0, 64), (64, 128)]
+    apply(k, O.Mmap(0, 1024, 64, hugepage=False))
+    apply(k, O.Mmap(0, 512, 64, hugepage=False))
+    apply(k, O.MremapMove(0, 512, 64, 1088))
+    assert _vmas(k) == [(0, 64), (64, 128), (1024, 1152)]
 
 
 def test_reclaim_frees_a_stale_dirty_swap_cache_folio():
