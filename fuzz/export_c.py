@@ -322,23 +322,6 @@ static long vmstat_read(const char *name)
 	return r;
 }
 
-static long meminfo_kb(const char *name)
-{
-	FILE *f = fopen("/proc/meminfo", "r");
-	char line[256];
-	long r = 0;
-	size_t n = strlen(name);
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, name, n) && line[n] == ':') {
-			r = atol(line + n + 1);
-			break;
-		}
-	fclose(f);
-	return r;
-}
-
 static void wait_writeback(void)
 {
 	for (int i = 0; i < 500 && vmstat_read("nr_writeback"); i++)
@@ -757,15 +740,18 @@ static int evict(void)
 	for (int s = 0; s < MAX_PROCS; s++)
 		if (slot_pid[s])
 			send_cmd(s, -1, 0, NULL);
-	long kb = meminfo_kb("SwapCached");
-	int r = 0;
-	if (kb > 0) {
-		snprintf(path, sizeof(path), "%s/memory.reclaim", cgroup);
-		snprintf(amount, sizeof(amount), "%ldK", kb);
-		r = write_file(path, amount);
-		if (r == -EAGAIN) /* reclaimed less than asked: fine, only swap cache was eligible */
-			r = 0;
-	}
+	/* Anon only (swappiness=max): otherwise user_proactive_reclaim() (7.3 mm/vmscan.c:7999)
+	 * may meet the target with file pages and stop, leaving the swap cache. Ask for the whole
+	 * swap device, not SwapCached: /proc/meminfo's count lags (per-cpu vmstat deltas) and reads
+	 * 0 with folios still cached (both found by kernel-check: a later fault did no pswpin). */
+	int r;
+	snprintf(path, sizeof(path), "%s/memory.reclaim", cgroup);
+	snprintf(amount, sizeof(amount), "64M swappiness=max"); /* both swap devices are 64 MiB */
+	r = write_file(path, amount);
+	if (r == -EINVAL) /* no swappiness= key before Linux 6.13 (6.1): the plain request */
+		r = write_file(path, "64M");
+	if (r == -EAGAIN) /* reclaimed less than asked: fine, only swap cache was eligible */
+		r = 0;
 	for (int s = 0; s < MAX_PROCS; s++)
 		if (slot_pid[s])
 			send_cmd(s, -2, 0, NULL);

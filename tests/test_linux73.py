@@ -12,7 +12,7 @@ import numpy as np
 from models import ops as O
 from models.legacy import LegacyKernel
 from models.mm import PMD_NONE, PMD_TABLE
-from models.observe import NONE, PRESENT, SWAPPED
+from models.observe import NONE, PRESENT, SWAPPED, observe
 from models.pmd_swap import PmdSwapKernel
 from scenario_helpers import apply, assert_counters, assert_pages, assert_slots, val
 
@@ -563,3 +563,58 @@ def test_fork_copies_no_page_tables_of_a_vma_without_anon_vma():
         apply(k, O.Write(0, 1541, 1, value=5))  # now it has an anon_vma: the next fork copies
         apply(k, O.Fork(0))
         assert_pages(k, 2, [1540, 1541], state=PRESENT)
+
+
+def _settle(k) -> None:
+    """The disk finishes writeback between ops (as in kernel-check)."""
+    from fuzz.kernelcheck import end_all_writeback
+    end_all_writeback(k)
+
+
+def test_uffd_wp_read_then_write_keeps_the_swap_cache_clean():
+    """do_swap_page() (7.3 mm/memory.c:5234) frees the swap cache only on a write fault by the
+    exclusive user (should_try_to_free_swap(), :4649). A read fault first maps the cached THP
+    read-only (uffd-wp) and keeps it cached and clean; the store then traps in do_wp_page(), so
+    the next pageout unmaps the clean swap-cache folio with no I/O. A write fault straight on the
+    swap PTE frees the swap cache (folio_free_swap() dirties the folio) and the pageout writes it
+    again. (Under qemu's single-threaded TCG the C reproducer's `lock addl` was a load then a
+    store, the first case, where the model made it the second.)"""
+    for read_first, pswpout in ((True, 0), (False, N)):
+        k = LegacyKernel()
+        _thp(k, value=3)
+        apply(k, O.UffdRegister(0, 0, N))
+        apply(k, O.UffdWp(0, 0, N, True))
+        apply(k, O.Pageout(0, 0, N))
+        _settle(k)
+        if read_first:
+            apply(k, O.Fault(0, 256, write=False))
+        apply(k, O.Fault(0, 256, write=True), expect=O.UFFD_WP_TRAP)
+        assert_pages(k, 0, np.arange(N), state=PRESENT, uffd_wp=True, contents=val(3, np.arange(N)))
+        assert_slots(k, np.arange(THP_SLOT, THP_SLOT + N), count=0, cached=read_first,
+                     free=not read_first)
+        before = k.vmstat["pswpout"]
+        apply(k, O.Pageout(0, 0, N))
+        _settle(k)
+        assert k.vmstat["pswpout"] - before == pswpout
+        assert_pages(k, 0, np.arange(N), state=SWAPPED)
+
+
+def test_evict_drops_every_written_back_swap_cache_folio():
+    """evict is memcg reclaim with every mapped page mlocked: a written-back swap-cache folio
+    nothing maps is freed (shrink_folio_list(), __remove_mapping()), so the next fault reads the
+    slot back (one PSWPIN). The C reproducer asks memory.reclaim for anon only (swappiness=max,
+    7.3 mm/vmscan.c user_proactive_reclaim()); asked for SwapCached's size, file pages could
+    meet the target and the swap cache stayed (found by kernel-check: no pswpin)."""
+    k = LegacyKernel()
+    apply(k, O.Mmap(0, 0, 4, hugepage=False))
+    apply(k, O.Write(0, 0, 4, value=5))
+    apply(k, O.Pageout(0, 0, 4))
+    _settle(k)
+    apply(k, O.Write(0, 0, 1, value=9))
+    apply(k, O.Pageout(0, 0, 4))
+    _settle(k)
+    apply(k, O.Evict())
+    assert not observe(k).swap_cached.any()
+    before = k.vmstat["pswpin"]
+    apply(k, O.Fault(0, 1, write=False))
+    assert k.vmstat["pswpin"] - before == 1
