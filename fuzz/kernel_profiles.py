@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import errno
+
 import numpy as np
 
 from models.legacy import LegacyKernel
@@ -183,6 +185,23 @@ LINUX_6_1 = Profile(
             "CONFIG_PT_RECLAIM (mm/Kconfig) and zap_pte_range()'s reclaim_pt were added in Linux "
             "6.14 ('mm: pgtable: reclaim empty PTE page in madvise(MADV_DONTNEED)', Qi Zheng); "
             "Linux 7.3 mm/madvise.c madvise_dontneed_single_vma() `.reclaim_pt = true`",
+            "model"),
+        Difference(
+            "no_multi_vma_mremap_move",
+            "a same-size MREMAP_FIXED move must lie inside one VMA: no VMA at the start is "
+            "-EFAULT at once (the syscall's vma_lookup()); otherwise mremap_to() unmaps the "
+            "destination first (do_munmap()) and vma_to_resize() then fails with -EFAULT when the "
+            "range runs past the VMA's end, so the destination stays unmapped; 7.3 moves every "
+            "VMA of the range (remap_move()). Found by "
+            "corpus/realkernel/linux73-m7-multi_vma_move.trace (op 6: model 0, kernel -EFAULT "
+            "and the destination unmapped; op 7: a hole at the start unmaps nothing)",
+            f"{M61.replace('mm/memory.c', 'mm/mremap.c')}: SYSCALL mremap `vma = vma_lookup(mm, "
+            "addr); if (!vma) { ret = -EFAULT; goto out; }`, then mremap_to() `if (flags & MREMAP_FIXED) "
+            "{ ret = do_munmap(mm, new_addr, new_len, uf_unmap_early); ... }` before `vma = "
+            "vma_to_resize(addr, old_len, new_len, flags)`, which returns -EFAULT for `!vma` and "
+            "`old_len > vma->vm_end - addr`; the multi-VMA move came with 'mm/mremap: permit "
+            "mremap() move of multiple VMAs' (Lorenzo Stoakes, 2025); Linux 7.3 mm/mremap.c:1933 "
+            "remap_move()",
             "model"),
         Difference(
             "no_split_zero_page_remap",
@@ -389,6 +408,21 @@ class Linux61LegacyKernel(LegacyKernel):
     """The legacy model with the `model`-handled differences of profile linux-6.1."""
 
     name = "legacy@linux-6.1"
+
+    def op_mremap(self, op: O.MremapMove) -> int:
+        # no_multi_vma_mremap_move: mremap_to() unmaps the destination, then vma_to_resize()
+        mm = self.mms[op.pid]
+        lo, hi = self._range(op)
+        d, dend = op.dst, op.dst + op.npages
+        if hi > O.VA_PAGES or dend > O.VA_PAGES or (d < hi and lo < dend):
+            return super().op_mremap(op)  # the checks before the unmap are 7.3's
+        v = mm.find_vma(lo)
+        if v is None:
+            return -errno.EFAULT  # the syscall's vma_lookup(mm, addr), before anything
+        if hi <= v.end:
+            return super().op_mremap(op)  # inside one VMA: the move itself is 7.3's
+        self.do_vmi_munmap(mm, d, dend)
+        return -errno.EFAULT
 
     def _swap_pte_batch_ok(self, mm, s, fbase, nr) -> bool:
         # swapin_maps_one_page: no "entirely map large folios found in swapcache" batch

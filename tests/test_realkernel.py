@@ -11,6 +11,7 @@ older profiles runs when asked: PMDSWAP_REALKERNEL="linux-6.1 linux-7.2" (each ~
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import lzma
@@ -617,3 +618,21 @@ def test_swap_structure_rule_forgets_thp_slots_once_freed():
     kmap[1024 + 100] = 1024 + 2048 + 101  # but the THP's remaining slots must stay base + i
     kmap[1024 + 101] = 1024 + 2048 + 100
     assert any("not base+i" in d for d in _swap_diffs(k, lambda x: kmap.get(x, x + 2048)))
+
+
+def test_6_1_refuses_a_move_over_several_vmas_after_unmapping_the_destination():
+    """no_multi_vma_mremap_move: 7.3 moves both VMAs; 6.1 unmaps the destination, then -EFAULT;
+    with no VMA at the start 6.1 refuses before unmapping anything."""
+    from fuzz.kernel_profiles import make_model
+    from models.observe import UNMAPPED, observe
+    ops = parse_trace((ROOT / "corpus/realkernel/linux73-m7-multi_vma_move.trace").read_text())
+    got = {}
+    for name in ("linux-7.3", "linux-6.1"):
+        k = make_model(PROFILES[name])
+        for op in ops[:6]:
+            k.apply(op)
+        r6 = k.apply(ops[6])
+        dst_unmapped = bool((observe(k).procs[0].state[1056:1072] == UNMAPPED).all())
+        got[name] = (r6, dst_unmapped, k.apply(ops[7]))
+    assert got["linux-7.3"][0] == 0 and not got["linux-7.3"][1]  # the gap's VMA stays
+    assert got["linux-6.1"] == (-errno.EFAULT, True, -errno.EFAULT)
