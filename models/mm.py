@@ -752,9 +752,11 @@ class Kernel:
                     continue
                 base = self.swap.alloc_slots(9 if nr > 1 else 0) if self.swap else -1
                 if base < 0:
-                    if nr == 1 or self.swap is None:
-                        continue  # activate_locked
-                    # folio_alloc_swap() failed: split and swap the pages out one by one
+                    if nr == 1:
+                        continue  # activate_locked_split
+                    # folio_alloc_swap() failed (no device at all too: after swapoff a THP is
+                    # still split; 7.3 mm/vmscan.c shrink_folio_list(), found by kernel-check
+                    # --generate): split and swap the pages out one by one
                     self.vmstat["thp_swpout_fallback"] += 1
                     queue[:0] = self._split_to_list(head)
                     continue

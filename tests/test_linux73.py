@@ -618,3 +618,16 @@ def test_evict_drops_every_written_back_swap_cache_folio():
     before = k.vmstat["pswpin"]
     apply(k, O.Fault(0, 1, write=False))
     assert k.vmstat["pswpin"] - before == 1
+
+
+def test_pageout_without_a_swap_device_still_splits_a_thp():
+    """shrink_folio_list() (7.3 mm/vmscan.c:1280-1297): folio_alloc_swap() fails with no device at
+    all as with a full one, so a large folio is split (THP_SWPOUT_FALLBACK) and its pages stay."""
+    for k in (LegacyKernel(), PmdSwapKernel()):
+        _thp(k, 1024, value=6)
+        apply(k, O.Swapoff())
+        before = k.vmstat["thp_swpout_fallback"]
+        apply(k, O.Pageout(0, 1024, N))
+        assert k.vmstat["thp_swpout_fallback"] == before + 1
+        assert k.mms[0].pmd_kind[2] == PMD_TABLE  # split: PTE-mapped now
+        assert_pages(k, 0, np.arange(1024, 1024 + N), state=PRESENT)
