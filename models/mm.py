@@ -237,8 +237,11 @@ class Kernel:
         is_mergeable_anon_vma(): the same anon_vma, or one side without one, unless the side with
         one is a fork child (vma_is_fork_child()). The merged VMA has VM_SOFTDIRTY if either had
         it (sticky). Simplification: the kernel tries only the changed range against its
-        neighbours; merging every pair gives the same list, since no op makes two neighbours
-        compatible without also trying to merge them."""
+        neighbours; merging every pair gives the same list except where an op made two
+        neighbours compatible without trying to merge them: a fork child's VMAs that differed
+        only in their uffd registration (dup_mmap() merges nothing), and a neighbour of a
+        moved VMA after the uffd reset (M7). There the model merges them at the next op that
+        calls this, the kernel never (not modelled; docs/models.md M6)."""
         out: list[Vma] = []
         for v in sorted(mm.vmas, key=lambda v: v.start):
             if out and out[-1].end == v.start and self._vmas_mergeable(out[-1], v):
@@ -1775,7 +1778,9 @@ class Kernel:
             # (found by kernel-check --generate)
             if v.anon_vma:
                 self.copy_page_range(dst, src, v, dv)
-        self.vma_merge_all(dst)
+        # dup_mmap() copies the VMAs one by one and merges nothing: VMAs that differed only in
+        # their uffd registration stay apart in the child (kernel-check --generate, seed 1
+        # sequence 550: a UFFDIO_MOVE over them is -EINVAL, "not within a single VMA")
         return O.OK
 
     @staticmethod
