@@ -1197,5 +1197,6 @@ def add_cli_commands(sub, usage_error) -> None:
     g.add_argument("--min-rounds", type=_positive, default=8, metavar="R",
                    help="at most R minimisation boots (8)")
     g.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
-                   help="no minimisation boot starts after this many seconds")
+                   help="bound the main boot to this many seconds (what it did not reach is "
+                   "left out and counted) and start no minimisation boot after it")
     r.set_defaults(fn=cmd_kernel_check)

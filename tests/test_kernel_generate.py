@@ -267,3 +267,17 @@ def test_a_store_fault_on_a_uffd_wp_page_is_a_read_first_for_the_comparison():
     k = LegacyKernel()
     k.apply(O.Mmap(0, 0, 4))
     assert _apply_as_the_program_does(k, O.Fault(0, 1, write=True)) == O.OK  # no uffd-wp: as is
+
+
+def test_the_time_budget_cuts_the_main_boot_and_counts_what_it_left_out(tmp_path, monkeypatch):
+    fake = _fake(monkeypatch, tmp_path)
+    real = fake.boot_and_run
+
+    def cut_short(tree, prof, cmdline, tagged, per_trace_timeout=60, timeout=None, keep_log=None):
+        assert timeout is not None and timeout >= 60  # the budget reaches the boot
+        text, _, wall, accel = real(tree, prof, cmdline, tagged[:10], per_trace_timeout)
+        return text.replace("K:alldone=1\n", ""), -1, wall, accel  # killed at the timeout
+    monkeypatch.setattr(KG, "boot_and_run", cut_short)
+    g = KG.generate_check(30, 1, out_dir=tmp_path / "o", time_budget=100.0, minimize=False)
+    assert g.not_run == 20 and len(g.report.results) == 10 and g.budget_hit
+    assert "20 sequence(s) not run" in KG.format_generate(g)
