@@ -539,15 +539,7 @@ class Linux61LegacyKernel(LegacyKernel):
     def swap_writeout(self, head: int) -> None:
         # no_zeromap: every folio is written (the 7.3 model's swap_writeout() without its
         # is_folio_zero_filled() branch)
-        mem, sw = self.mem, self.swap
-        nr = mem.nr_pages(head)
-        self.vmstat["pswpout"] += nr
-        if nr == HPAGE_PMD_NR:
-            self.vmstat["thp_swpout"] += 1
-        if sw.sync:
-            sw.swap_writeout(mem, head)
-        else:
-            sw.start_writeback(mem, head)
+        self._swap_writepage(head)
 
     def try_to_unmap(self, head: int) -> None:
         # lazyfree_thp_split_before_discard: TTU_SPLIT_HUGE_PMD splits every PMD mapping of a

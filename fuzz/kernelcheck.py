@@ -811,13 +811,14 @@ def _compare_vmstat(prev: dict, cur: dict, kv: str, zswap: bool = False) -> list
     return diffs
 
 
-def _apply_as_the_program_does(k, op: O.Op) -> int:
+def _apply_as_the_program_does(k, op: O.Op, before=None) -> int:
     """k.apply(op), except for `fault write=1` on a page whose pagemap shows uffd-wp: the program
     cannot make that one write fault (MADV_POPULATE_WRITE's GUP waits for the uffd-wp trap
     killably, so the trap's SIGUSR1 cannot end it), so it reads the page and then stores to it:
-    the model gets the same read fault first. A read that fails is the op's result."""
+    the model gets the same read fault first. A read that fails is the op's result. `before` is
+    observe(k) of the current state if the caller has it (else it is taken here)."""
     if isinstance(op, O.Fault) and op.write and op.pid in k.mms:
-        po = observe(k).procs.get(op.pid)
+        po = (before if before is not None else observe(k)).procs.get(op.pid)
         if po is not None and po.uffd_wp[op.page]:
             r = k.apply(O.Fault(op.pid, op.page, write=False))
             if r != O.OK:
@@ -849,6 +850,7 @@ def compare_trace(ops: list[O.Op], run: dict, prof: Profile) -> tuple[int | None
     zswap = False
     if run.get("setup.swapon", "0") != "0":
         return -1, f"setup: swapon of the swap device failed ({run['setup.swapon']})"
+    obs = None  # observe(k) after the previous op: the state the next op starts from
     for i, op in enumerate(ops):
         kobs = run["ops"].get(str(i))
         if kobs is None:
@@ -856,7 +858,7 @@ def compare_trace(ops: list[O.Op], run: dict, prof: Profile) -> tuple[int | None
             return i, (f"the program stopped before op {i} (exit status {rc}"
                        + (", killed by the per-trace timeout" if rc == "143" else "") + ")")
         try:
-            res = _apply_as_the_program_does(k, op)
+            res = _apply_as_the_program_does(k, op, obs)
         except Exception as e:  # noqa: BLE001 - a model that raises is a finding, not a crash
             from .trace import format_op
             return i, f"op {i}: {format_op(op)}\nmodel raised {type(e).__name__}: {e}"

@@ -877,11 +877,18 @@ class Kernel:
         table's zero mark (no I/O, no PSWPOUT/THP_SWPOUT, never under writeback, so reclaim drops
         it from the swap cache at once even on a disk); otherwise a synchronous device completes
         at once, a disk later."""
-        mem, sw = self.mem, self.swap
+        mem = self.mem
         nr = mem.nr_pages(head)
         if not mem.data[head:head + nr].any():  # is_folio_zero_filled()
-            sw.swap_zeromap_folio_set(mem, head)
+            self.swap.swap_zeromap_folio_set(mem, head)
             return
+        self._swap_writepage(head)
+
+    def _swap_writepage(self, head: int) -> None:
+        """__swap_writepage() (mm/page_io.c): the device write, counted by
+        count_swpout_vm_event() (PSWPOUT per page, THP_SWPOUT for a PMD-order folio)."""
+        mem, sw = self.mem, self.swap
+        nr = mem.nr_pages(head)
         self.vmstat["pswpout"] += nr
         if nr == HPAGE_PMD_NR:
             self.vmstat["thp_swpout"] += 1
