@@ -230,21 +230,23 @@ class Kernel:
         i = mm.vmas.index(v)
         mm.vmas[i:i + 1] = [replace(v, end=at), replace(v, start=at, pgoff=v.pgoff + at - v.start)]
 
-    def vma_merge_all(self, mm: MM) -> None:
-        """vma_merge_new_range() / vma_merge_existing_range() (mm/vma.c): adjacent VMAs whose flags
-        match and whose anon_vmas are compatible become one.
+    def vma_merge_range(self, mm: MM, lo: int, hi: int) -> None:
+        """vma_merge_new_range() / vma_merge_existing_range() (mm/vma.c): after an op changed the
+        VMAs of [lo, hi), each of them is tried against its neighbours; two adjacent VMAs whose
+        flags match and whose anon_vmas are compatible become one. A pair with neither side in
+        [lo, hi) is not tried (the kernel merges nothing an op did not touch: dup_mmap() merges
+        nothing, and a fork child's VMAs that differ only in their uffd registration stay apart
+        after the parent's unregister, found by kernel-check --generate on 7.3).
 
         is_mergeable_anon_vma(): the same anon_vma, or one side without one, unless the side with
         one is a fork child (vma_is_fork_child()). The merged VMA has VM_SOFTDIRTY if either had
-        it (sticky). Simplification: the kernel tries only the changed range against its
-        neighbours; merging every pair gives the same list except where an op made two
-        neighbours compatible without trying to merge them: a fork child's VMAs that differed
-        only in their uffd registration (dup_mmap() merges nothing), and a neighbour of a
-        moved VMA after the uffd reset (M7). There the model merges them at the next op that
-        calls this, the kernel never (not modelled; docs/models.md M6)."""
+        it (sticky). Simplification: a VMA in [lo, hi) the op left unchanged (mprotect_fixup()'s
+        `newflags == oldflags` early return) is tried too; it differs from the kernel only for
+        two equal neighbours that were apart already (docs/models.md M6)."""
         out: list[Vma] = []
         for v in sorted(mm.vmas, key=lambda v: v.start):
-            if out and out[-1].end == v.start and self._vmas_mergeable(out[-1], v):
+            if out and out[-1].end == v.start and out[-1].start < hi and v.end > lo \
+                    and self._vmas_mergeable(out[-1], v):
                 a = out[-1]
                 out[-1] = replace(a, end=v.end, softdirty=a.softdirty or v.softdirty,
                                   anon_vma=a.anon_vma or v.anon_vma,
@@ -1430,7 +1432,7 @@ class Kernel:
         # __mmap_complete() then sets VM_SOFTDIRTY on the whole merged VMA ("New (or expanded)
         # vma always get soft dirty status", mm/vma.c:2758-2765), the neighbour's old part too.
         mm.vmas.append(Vma(lo, hi, pgoff=lo))
-        self.vma_merge_all(mm)
+        self.vma_merge_range(mm, lo, hi)
         if op.hugepage:
             # then madvise(MADV_HUGEPAGE): hugepage_madvise() (mm/khugepaged.c:450) sets
             # VM_HUGEPAGE, madvise_update_vma() -> vma_modify_flags() (mm/madvise.c:170,
@@ -1439,7 +1441,7 @@ class Kernel:
             # vma_merge_existing_range(), mm/vma.c:892-1073). Found by kernel-check --generate
             # (gen-s1-25: the neighbour of a hugepage=1 mmap was soft-dirty after clear_refs).
             self.set_vma_flags(mm, lo, hi, hugepage=True)
-            self.vma_merge_all(mm)
+            self.vma_merge_range(mm, lo, hi)
         return O.OK
 
     def op_munmap(self, op: O.Munmap) -> int:
@@ -1825,7 +1827,7 @@ class Kernel:
                 continue  # newflags == oldflags: nothing to do
             self.set_vma_flags(mm, a, b, prot=op.prot)
             self.change_protection(mm, mm.find_vma(a), a, b, "prot")
-        self.vma_merge_all(mm)
+        self.vma_merge_range(mm, lo, hi)
         return O.OK if pos >= hi else ENOMEM
 
     def op_mremap(self, op: O.MremapMove) -> int:
@@ -1905,11 +1907,11 @@ class Kernel:
         self.move_page_tables(mm, a, new, b - a, clear_uw)
         mm.vmas.remove(piece)  # unmap_source_vma(): the old range (empty by now)
         self.free_pgtables(mm, a, b)
-        self.vma_merge_all(mm)  # vma_merge_copied_range()
+        self.vma_merge_range(mm, new, new + (b - a))  # vma_merge_copied_range()
         if clear_uw:
             merged = mm.find_vma(new)  # mremap_userfaultfd_prep(new_vma): userfaultfd_reset_ctx()
             # no merge is tried after the reset: the unregistered VMA stays apart from equal
-            # neighbours (until a later op's vma_merge_all(); docs/models.md M7)
+            # neighbours, as in the kernel (docs/models.md M7)
             mm.vmas[mm.vmas.index(merged)] = replace(merged, uffd_wp=False)
 
     def op_mremap_shrink(self, op: O.MremapShrink) -> int:
@@ -1934,7 +1936,7 @@ class Kernel:
         if hi != vma.end or new_hi > VA_PAGES or mm.vmas_in(hi, new_hi):
             return ENOMEM
         mm.vmas[mm.vmas.index(vma)] = replace(vma, end=new_hi)
-        self.vma_merge_all(mm)
+        self.vma_merge_range(mm, lo, new_hi)
         return O.OK
 
     def op_swapoff(self, op: O.Swapoff) -> int:
@@ -1980,7 +1982,7 @@ class Kernel:
                     self.clear_soft_dirty_pmd(mm, r)
                 elif mm.pmd_kind[r] == PMD_TABLE:
                     self.clear_soft_dirty_ptes(mm, a, b)
-        self.vma_merge_all(mm)
+        # no merge: clear_refs_write() clears VM_SOFTDIRTY in place, and a merge ignores it
         return O.OK
 
     def op_uffd_register(self, op: O.UffdRegister) -> int:
@@ -1993,7 +1995,7 @@ class Kernel:
         if hi > VA_PAGES or not mm.vmas_in(lo, hi):
             return EINVAL  # validate_range(); vma_find() found nothing
         self.set_vma_flags(mm, lo, hi, uffd_wp=True)
-        self.vma_merge_all(mm)
+        self.vma_merge_range(mm, lo, hi)
         return O.OK
 
     def op_uffd_wp(self, op: O.UffdWp) -> int:

@@ -207,6 +207,24 @@ def test_m6_no_merge_with_a_fork_childs_anon_vma():
     assert _vmas(k, 0) == [(0, 2 * N)]
 
 
+def test_m6_only_the_changed_range_is_merged():
+    """dup_userfaultfd() drops a fork child's uffd registration, but dup_mmap() merges nothing, so
+    the child's three VMAs, now equal, stay apart; an mmap elsewhere and clear_refs (which clears
+    VM_SOFTDIRTY in place) do not merge them either; an mprotect over them does (vma_modify()).
+    Found by kernel-check --generate on 7.3 (seed 1, sequence 550)."""
+    k = LegacyKernel()
+    apply(k, O.Mmap(0, 0, N, hugepage=False))
+    apply(k, O.UffdRegister(0, 100, 100))
+    apply(k, O.Fork(0))
+    assert _vmas(k, 1) == [(0, 100), (100, 200), (200, N)]
+    assert not any(v.uffd_wp for v in k.mms[1].vmas)
+    apply(k, O.Mmap(1, 2 * N, N, hugepage=False))
+    apply(k, O.ClearRefs(1))
+    assert _vmas(k, 1) == [(0, 100), (100, 200), (200, N), (2 * N, 3 * N)]
+    apply(k, O.Mprotect(1, 0, N, prot=O.PROT_READ))
+    assert _vmas(k, 1) == [(0, N), (2 * N, 3 * N)]
+
+
 def test_m6_two_anon_vmas_do_not_merge():
     """Two VMAs that each have their own anon_vma stay two (case 3 needs the same anon_vma): an
     mremap of a faulted VMA next to another faulted one."""
