@@ -108,7 +108,7 @@ def _op_row(i: int, op: O.Op) -> str:
     a = b = c = d = 0
     if k in (O.Mmap,):
         a, b, c = op.start, op.npages, int(op.hugepage)
-    elif k in (O.Munmap, O.Pageout, O.Dontneed, O.Free, O.UffdRegister):
+    elif k in (O.Munmap, O.Pageout, O.Dontneed, O.Free, O.UffdRegister, O.Willneed, O.Mincore):
         a, b = op.start, op.npages
     elif k is O.Write:
         a, b, c = op.start, op.npages, op.value
@@ -571,6 +571,27 @@ static int madv(unsigned start, unsigned n, int advice)
 	return madvise(PAGE_ADDR(start), n * PAGE_SZ, advice) ? -errno : 0;
 }
 
+/* mincore: the worker prints its answers itself (K:<op>.mc=off+len:v;... relative to the start,
+ * v 2 where the kernel wrote nothing: after -ENOMEM), before it replies */
+static int do_mincore(const struct op *o)
+{
+	static unsigned char vec[VA_PAGES];
+	int r;
+	memset(vec, 2, sizeof(vec));
+	r = mincore(PAGE_ADDR(o->a), o->b * PAGE_SZ, vec) ? -errno : 0;
+	printf("K:%d.mc=", (int)(o - ops));
+	for (unsigned p = 0; p < o->b;) {
+		unsigned q = p + 1;
+		int v = vec[p] == 2 ? 2 : vec[p] & 1;
+		while (q < o->b && (vec[q] == 2 ? 2 : vec[q] & 1) == v)
+			q++;
+		printf("%s%u+%u:%d", p ? ";" : "", p, q - p, v);
+		p = q;
+	}
+	putchar('\n');
+	return r;
+}
+
 static int run_op(const struct op *o, int arg, int *extra)
 {
 	switch (o->kind) {
@@ -597,6 +618,10 @@ static int run_op(const struct op *o, int arg, int *extra)
 		return madv(o->a, o->b, MADV_DONTNEED);
 	case OP_FREE:
 		return madv(o->a, o->b, MADV_FREE);
+	case OP_WILLNEED:
+		return madv(o->a, o->b, MADV_WILLNEED);
+	case OP_MINCORE:
+		return do_mincore(o);
 	case OP_MPROTECT: {
 		int prot = o->c == 0 ? PROT_NONE : o->c == 1 ? PROT_READ : PROT_READ | PROT_WRITE;
 		return mprotect(PAGE_ADDR(o->a), o->b * PAGE_SZ, prot) ? -errno : 0;

@@ -272,6 +272,66 @@ class _Gen:
         pid = self.pid()
         self.emit(O.Free(pid, *self._zap_target(pid)))
 
+    def willneed(self) -> None:
+        """MADV_WILLNEED of a swapped range, then often mincore of it and a fault into it."""
+        pid = self.pid()
+        start, n = self._zap_target(pid)
+        self.emit(O.Willneed(pid, start, n))
+        if self.chance(0.6):
+            self.emit(O.Mincore(pid, start, n))
+        if self.chance(0.4):
+            self.emit(O.Fault(pid, start + self.r.randrange(n), write=self.chance(0.5)))
+
+    def mixed_cache_cycle(self) -> None:
+        """Reach a PMD swap entry over a mixed swap cache (Lance Yang's case, v3 rule): page a THP
+        out, fork, evict, the child reads it back (the folio stays cached), split_thp splits it,
+        the child pages part of it out again; then the parent's entry sees some slots cached by
+        small folios and some not. Then one of the consumers the v3 rule governs."""
+        pid = self.pid()
+        start, _ = self.region_in(pid)
+        self.emit(O.Write(pid, start, P, self.value()))
+        self.emit(O.Pageout(pid, start, P))
+        self.emit(O.Fork(pid))
+        child = next((p for p in range(O.MAX_PROCS) if p not in self.s.maps), None)
+        if pid in self.s.maps:
+            self.s.fork(pid)
+        if child is None:
+            return
+        self.emit(O.Evict())  # writeback ends, the cache empties: a folio under writeback cannot split
+        self.emit(O.Fault(child, start + self._subpage(), write=False))
+        self.emit(O.SplitThp())
+        a = self.r.randrange(P - 1)
+        self.emit(O.Pageout(child, start + a, self.r.randint(1, P - a)))
+        k = self.r.randrange(6)
+        if k == 0:
+            self.emit(O.Fault(pid, start + self._subpage(), write=self.chance(0.5)))
+        elif k == 1:
+            self.emit(O.Willneed(pid, start, P))
+        elif k == 2:
+            a = self.r.randrange(P) if self.chance(0.5) else 0
+            self.emit(O.Mincore(pid, start + a, P - a))
+        elif k == 3:
+            self.emit(O.Free(pid, start, P))
+        elif k == 4:
+            self.emit(O.Swapoff())
+            self.emit(O.Swapon(sync=False))
+        else:
+            dst = self.r.randrange(R) * P
+            self.emit(O.Mmap(pid, dst, P, hugepage=True))
+            self.emit(O.UffdRegister(pid, dst, P))
+            self.emit(O.UffdMove(pid, start, dst, P))
+        if self.chance(0.7):
+            self.emit(O.Fault(pid, start + self._subpage(), write=False))
+
+    def mincore(self) -> None:
+        pid = self.pid()
+        m = self.mapping(pid)
+        if m and self.chance(0.4):
+            start, n = m[0], m[1] - m[0]
+        else:
+            start, n = self._zap_target(pid)
+        self.emit(O.Mincore(pid, start, n))
+
     def mremap(self) -> None:
         pid = self.pid()
         r = self.swapped_region(pid)
@@ -479,7 +539,7 @@ MOVES: dict[str, int] = {
     "mprotect_partial": 4, "dontneed": 3, "free": 3, "mremap": 4, "mremap_shrink": 2, "uffd": 3,
     "uffd_wp": 3, "uffd_move": 3, "clear_refs": 3, "exit": 1, "knob": 3, "invalid": 2,
     "wp_then_swap": 3, "soft_dirty_cycle": 3, "swapcache_cycle": 3, "swapoff_cycle": 2,
-    "uffd_remap": 2, "shared_move": 2,
+    "uffd_remap": 2, "shared_move": 2, "willneed": 3, "mincore": 3, "mixed_cache_cycle": 2,
 }
 _MOVE_NAMES = tuple(MOVES)
 _MOVE_CUM = []

@@ -104,7 +104,7 @@ __all__ = ["kernel_check", "KernelCheckError", "KernelReport", "TraceResult", "O
            "report_json"]
 
 OBSERVABLES = ("result", "procs", "vma", "state", "soft_dirty", "uffd_wp", "exclusive", "swap",
-               "contents", "smaps", "vmstat")
+               "contents", "smaps", "vmstat", "mincore")
 VMSTAT_COMPARED = ("thp_fault_alloc", "thp_fault_fallback", "thp_swpout", "thp_swpout_fallback",
                    "thp_split_pmd", "pswpout", "pswpin")
 MODULES = ("virtio_pci", "virtio_blk", "zram", "lzo_rle")  # wanted; missing/built-in is fine
@@ -843,6 +843,21 @@ def end_all_writeback(k) -> None:
             sw.end_writeback(mem, int(h))
 
 
+def _compare_mincore(model: np.ndarray, kv: str, n: int) -> list[str]:
+    """The model's mincore answers against the program's K:<op>.mc runs (offsets from start)."""
+    kernel = np.full(n, -1, np.int8)
+    for run in filter(None, kv.split(";")):
+        rng, _, v = run.partition(":")
+        a, _, m = rng.partition("+")
+        kernel[int(a):int(a) + int(m)] = int(v)
+    bad = model != kernel
+    if not bad.any():
+        return []
+    i = _first(bad)
+    return [f"mincore: page +{i}: model {int(model[i])}, kernel {int(kernel[i])} (2: not written, "
+            f"-1: no answer; offsets {_runs(bad)})"]
+
+
 def compare_trace(ops: list[O.Op], run: dict, prof: Profile) -> tuple[int | None, str | None]:
     """(op index, mismatch text) of the first mismatch, or (None, None)."""
     k = make_model(prof)
@@ -868,6 +883,8 @@ def compare_trace(ops: list[O.Op], run: dict, prof: Profile) -> tuple[int | None
         diffs = []
         if kobs.get("res") != mres:
             diffs.append(f"result: model {mres}, kernel {kobs.get('res')}")
+        if isinstance(op, O.Mincore) and k.output is not None:
+            diffs += _compare_mincore(k.output, kobs.get("mc", ""), op.npages)
         diffs += _compare_obs(str(i), k, obs, kobs, prof, final=False)
         zswap = zswap or (isinstance(op, O.ZswapEnable) and res == O.OK)
         diffs += _compare_vmstat(prev_vm, obs.vmstat, kobs.get("vm", ""), zswap)

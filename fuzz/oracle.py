@@ -10,9 +10,12 @@ Rules, checked in this order; the first that fails names the divergence:
                    legacy's soft-dirty pages are a subset of the PMD model's
   5. residency     while in lockstep: same residency, swap slots, per-slot counts, free slots, RSS;
                    after the first tolerated difference: residency per untainted (pid, region)
-  6. structure     and 7. invariants: each model on its own (models/invariants.py)
-Not compared across models: the exclusive bit, mapping level, folio order, swap-cache contents,
-writability and THP counters (section 8, last paragraph).
+  6. mincore       each model's answers against its own state, and across models while in lockstep
+  7. structure     and 8. invariants: each model on its own (models/invariants.py)
+Before all of them, v3-cache-rule: a tolerated whole-2 MiB swap-in or swapoff must start from an
+empty swap cache or the one PMD-sized folio (the precondition of TOLERATED pmd_swapin/pmd_unuse).
+Not compared across models: the exclusive bit, mapping level, folio order, swap-cache contents
+(except through mincore, in lockstep), writability and THP counters (section 8, last paragraph).
 
 Every difference the oracle tolerates is one row of TOLERATED, with its reason and its section.
 """
@@ -26,7 +29,7 @@ import numpy as np
 
 from models import ops as O
 from models.invariants import check_invariants
-from models.mm import PMD_HUGE, PMD_SWAP, PMD_TABLE, PTE_PRESENT, PTE_SWAP
+from models.mm import MINCORE_UNSET, PMD_HUGE, PMD_SWAP, PMD_TABLE, PTE_PRESENT, PTE_SWAP
 from models.observe import NONE, PRESENT, SWAPPED, UNMAPPED, observe
 from models.ops import HPAGE_PMD_NR, NR_REGIONS
 
@@ -49,7 +52,9 @@ TOLERATED = (
               "a whole-2 MiB swap-in maps 512 pages where legacy maps the faulting page (uncached "
               "folio) or maps them PTE-level, and leaves one large folio in the swap cache where "
               "legacy has small ones: which slots are freed when, and how much a later fault by a "
-              "process sharing the slots maps, legitimately differ from then on", "3.2 D1, D2, 8",
+              "process sharing the slots maps, legitimately differ from then on. Only from an "
+              "empty cache or the one PMD-sized folio (v3 rule): over a mixed cache the event is "
+              "itself a divergence (rule v3-cache-rule), as for pmd_unuse", "3.2 D1, D2, 8",
               unchecked="cross-model residency, slot offsets, counts, free slots and RSS in the "
                         "tainted regions; still checked there: contents against the other model "
                         "and the expected-contents shadow, uffd-wp (shadow and cross-model where "
@@ -204,6 +209,33 @@ def op_cells(k, op: O.Op) -> list[tuple[str, str]]:
             f"{op.name} whole" if b - a == HPAGE_PMD_NR else f"{op.name} partial")
         cells.append((classify_region(k, mm, r), variant))
     return cells
+
+
+# ops whose PMD-level consumer may bring a whole swap PMD back (fault, store, swapoff)
+_V3_OPS = (O.Fault, O.Write, O.Swapoff)
+
+
+def _mixed_cache_bases(k) -> set[int]:
+    """Base slots of k's swap PMDs whose 512 slots the swap cache holds in a state other than
+    "none of them" or "all of them in the one PMD-sized folio caching exactly these slots" (the
+    v3 rule's split-or-mixed state: a whole-2 MiB swap-in or swapoff there is a bug). Written
+    here apart from the model's own classifier, so that a model ignoring it is caught."""
+    sw, mem = k.swap, k.mem
+    out: set[int] = set()
+    if sw is None:
+        return out
+    for mm in k.mms.values():
+        for r in np.flatnonzero(mm.pmd_kind == PMD_SWAP):
+            base = int(mm.pmd_swp_off[r])
+            c = sw.cache[base:base + HPAGE_PMD_NR]
+            if (c < 0).all():
+                continue
+            heads = np.unique(mem.head[c[c >= 0]])
+            if (c >= 0).all() and heads.size == 1 and mem.nr_pages(int(heads[0])) == HPAGE_PMD_NR \
+                    and int(mem.swap[int(heads[0])]) == base:
+                continue
+            out.add(base)
+    return out
 
 
 class Oracle:
@@ -427,9 +459,12 @@ class Oracle:
             self._mremap_pieces = remap_move_pieces(
                 [(v.start, v.end, v.uffd_wp) for v in self.legacy.mms[op.pid].vmas],
                 op.start, op.start + op.npages, op.dst)
+        mixed = _mixed_cache_bases(self.pmd) if isinstance(op, _V3_OPS) else set()
         rl = self.legacy.apply(op)
         rp = self.pmd.apply(op)
         events = self.pmd.events
+        v3 = next((ev for ev in events if ev[0] in ("pmd_swapin", "pmd_unuse") and ev[3] in mixed),
+                  None)
         ol, op_ = observe(self.legacy), observe(self.pmd)
         for name, k, res, obs in (("legacy", self.legacy, rl, ol), ("pmd", self.pmd, rp, op_)):
             born = set(k.mms) - pids_before
@@ -464,11 +499,17 @@ class Oracle:
         for pid, po in ol.procs.items():
             if pid in self.shadow:
                 self.shadow[pid] &= po.state >= PRESENT  # a zapped page forgets it was written
+        if v3 is not None:
+            return self._div("v3-cache-rule", i, op, v3[1], (v3[2] * HPAGE_PMD_NR,),
+                             f"{v3[0]} of the entry at slot {v3[3]} while the swap cache held part "
+                             "of its slots (or other folios): TOLERATED rows pmd_swapin/pmd_unuse "
+                             "presuppose an empty cache or the one PMD-sized folio", "-", v3[0])
         return (self._contents(i, op, ol, op_) or self._expected_contents(i, op, ol, op_)
                 or self._layout(i, op, ol, op_, rl, rp)
                 or self._uffd_wp(i, op, ol, op_) or self._expected_uffd_wp(i, op, ol, op_)
                 or self._soft_dirty(i, op, ol, op_)
-                or self._residency(i, op, ol, op_) or self._invariants(i, op))
+                or self._residency(i, op, ol, op_) or self._mincore(i, op, ol, op_)
+                or self._invariants(i, op))
 
     def _taint_slot_sharers(self, pid: int, r: int, base: int) -> None:
         self.lockstep = False
@@ -651,6 +692,44 @@ class Oracle:
         if (ol.swap_count is None) != (op_.swap_count is None):
             return self._div("layout", i, op, None, (), "swap device present in one model only",
                              ol.swap_count is not None, op_.swap_count is not None)
+        return None
+
+    def _mincore(self, i, op, ol, op_):
+        """mincore's answers: each model's against its own state (a mapped present page is
+        resident, a none one is not, a swapped one iff that model caches its slot; answers stop
+        at the first page in no VMA), then legacy's against the PMD model's on the pages whose
+        residency is compared (not tainted, process not detached) while in lockstep. The swap
+        cache differs legitimately once lockstep has ended (a whole-2 MiB swap-in leaves one
+        large folio cached where legacy has small ones or none)."""
+        if not isinstance(op, O.Mincore) or op.pid not in ol.procs:
+            return None
+        lo, hi = op.start, min(op.start + op.npages, O.VA_PAGES)
+        for name, k, obs in (("legacy", self.legacy, ol), ("pmd", self.pmd, op_)):
+            po, vec = obs.procs[op.pid], k.output
+            state = po.state[lo:hi]
+            want = np.full(op.npages, MINCORE_UNSET, np.int8)
+            mapped = np.append(state != UNMAPPED, np.zeros(op.npages - (hi - lo), bool))
+            n = int(np.argmin(mapped)) if not mapped.all() else op.npages
+            w = want[:n]
+            w[:] = (state[:n] == PRESENT)
+            swp = state[:n] == SWAPPED
+            if swp.any():
+                w[swp] = k.swap.cache[po.swp_off[lo:lo + n][swp]] >= 0
+            bad = (vec != want).nonzero()[0]
+            if bad.size:
+                p = int(bad[0])
+                return self._div("mincore", i, op, op.pid, bad + lo,
+                                 f"{name} answers {int(vec[p])} for a page whose state says "
+                                 f"{int(want[p])} ({MINCORE_UNSET}: not written)",
+                                 int(self.legacy.output[p]), int(self.pmd.output[p]))
+        if self.lockstep and op.pid not in self.detached:
+            cmp = ~self._tainted_mask(op.pid)[lo:hi]
+            a, b = self.legacy.output[:hi - lo], self.pmd.output[:hi - lo]
+            bad = (cmp & (a != b)).nonzero()[0]
+            if bad.size:
+                p = int(bad[0])
+                return self._div("mincore", i, op, op.pid, bad + lo, "mincore answers differ",
+                                 int(a[p]), int(b[p]))
         return None
 
     def _invariants(self, i, op):

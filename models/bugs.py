@@ -137,6 +137,8 @@ def _unuse(k: PmdSwapKernel, mm: MM, vma: Vma, r: int, fail_alloc: bool, mistake
     mem, sw = k.mem, k.swap
     base = int(mm.pmd_swp_off[r])
     head = k._pmd_folio_in_swapcache(base)
+    if head is None and mistake == "mixed_cache":
+        head = -1  # BUG: a split or mixed cache is read whole like an empty one
     if head is None or (head < 0 and fail_alloc):
         k.split_huge_pmd_locked(mm, r)
         return 0
@@ -291,17 +293,14 @@ class SwapinMixedCacheReadsDevice(PmdSwapKernel):
     no slot is cached) and reads all 512 slots from the device into a new folio, bypassing the small
     cached folios.
     From: semantics.md 1.2 PMD step 1 [R9], 1.16, 4 item 11 (Lance's mixed-cache case).
-    BLIND SPOT (for contents). The kernel symptom is stale data when a cached small folio is newer
-    than the device copy: a dirty folio whose pageout was skipped, or one still under async
-    writeback. The model never reaches that state under a PMD swap entry: a slot a PMD entry
-    references is never written in place (COW), reclaim always starts writeback on a dirty swap-cache
-    folio (shrink_folio_list has no "keep dirty" outcome), and a folio under writeback cannot be
-    split (split_folio returns -EBUSY). So the device copy always equals the cached pages and the
-    read returns the right data. The mixed state itself is reachable (fork, evict, one process swaps
-    the THP in, split_thp, the other faults); the test checks the bug does run there. To make it
-    visible: a pageout outcome that leaves the dirty folio in the swap cache without writeback
-    (e.g. a `Pageout(write_fails=...)` field: pageout() returning PAGE_KEEP), so split_thp can split
-    a dirty, unwritten swap-cache THP under a PMD swap entry."""
+    Symptom: a whole-2 MiB swap-in over a mixed cache (rule v3-cache-rule: the pmd_swapin tolerance
+    holds only from an empty cache or the one PMD-sized folio). The generator reaches the mixed
+    state with `mixed_cache_cycle` (page out, fork, evict, the child reads the THP back, split_thp,
+    the child pages part of it out). The contents stay right in the model: a slot a swap PMD
+    references is never written in place (COW), reclaim always starts writeback on a dirty
+    swap-cache folio, and a folio under writeback cannot be split (folio_check_splittable():
+    -EBUSY, 7.3 mm/huge_memory.c:3955), so the device copy equals the cached pages; the kernel's
+    stale-data symptom needs a cached folio newer than the device, which this model never has."""
 
     def do_huge_pmd_swap_page(self, mm, vma, r, page, write, fail_alloc):
         return _swapin(self, mm, vma, r, page, write, fail_alloc, "mixed_cache")
@@ -717,6 +716,159 @@ class PagemapSwapPmdFlagsLost(PmdSwapKernel):
 
 
 # =================================================================================================
+# issue 11: the consumers v7 converts (mincore, MADV_WILLNEED, MADV_PAGEOUT's walker), the dirty
+# transfer at swap-out, partial MADV_FREE, the v3 cache rule outside the fault path
+# =================================================================================================
+class MincoreSwapPmdResident(PmdSwapKernel):
+    """mincore_pte_range() left unconverted: pmd_trans_huge_lock() is taken for any non-none
+    non-present PMD (pmd_is_huge(), 7.3 include/linux/huge_mm.h:446), so a swap PMD is answered
+    like a present THP with memset(vec, 1) (7.3 mm/mincore.c:172-176).
+    From: series-status §3 item 9 (mincore per slot), v7 cover letter [S2].
+    Symptom: mincore reports an evicted swap PMD resident (rule mincore, each model against its
+    own swap cache)."""
+
+    def mincore_huge_pmd(self, mm: MM, r: int, a: int, b: int) -> np.ndarray:
+        return np.ones(b - a, np.int8)  # BUG: the swap PMD taken as a present THP
+
+
+class MincoreSwapPmdBaseSlot(PmdSwapKernel):
+    """mincore for a swap PMD answers for the PMD, not per slot: the base slot's swap-cache state
+    (swap_cache_get_folio(entry) of the PMD's own entry) for all 512 pages.
+    From: the review concern "mincore answering for the PMD instead of per slot" (issue 11), R6.
+    Symptom: after a split of the cached folio and a partial reclaim (mixed cache), the pages whose
+    slots differ from the base slot's are answered wrongly (rule mincore)."""
+
+    def mincore_huge_pmd(self, mm: MM, r: int, a: int, b: int) -> np.ndarray:
+        if mm.pmd_kind[r] == PMD_SWAP:
+            base = int(mm.pmd_swp_off[r])
+            return np.full(b - a, self.mincore_swap(np.array([base]))[0], np.int8)  # BUG
+        return np.ones(b - a, np.int8)
+
+
+class MincoreSwapPmdWrongOffset(PmdSwapKernel):
+    """mincore for a swap PMD: the slot index is taken from the start of the walked range
+    (addr - start) instead of the PMD-aligned offset (addr & ~PMD_MASK), so a range that starts
+    inside the PMD answers for slots base, base + 1, ... instead of base + a % 512, ...
+    From: semantics.md 4 item 2 (wrong sub-slot offset), the pagemap analogue pagemap_base_offset.
+    Symptom: a partial mincore over a mixed cache answers for the wrong slots (rule mincore)."""
+
+    def mincore_huge_pmd(self, mm: MM, r: int, a: int, b: int) -> np.ndarray:
+        if mm.pmd_kind[r] == PMD_SWAP:
+            base = int(mm.pmd_swp_off[r])
+            return self.mincore_swap(np.arange(base, base + (b - a)))  # BUG: base + (addr - start)
+        return np.ones(b - a, np.int8)
+
+
+class WillneedSkipsSwapPmd(PmdSwapKernel):
+    """swapin_walk_pmd_entry() left unconverted: pte_offset_map_lock() fails on the swap PMD
+    (7.3 mm/madvise.c:211) and the walk reads nothing, as for a present THP: the walker treats
+    the swap PMD as a present folio (review class R11).
+    From: series-status §3 items 4 and 9; v7 converts MADV_WILLNEED [S2].
+    Symptom: after MADV_WILLNEED legacy has the slots cached and the PMD model has not (rule
+    mincore, cross-model while in lockstep)."""
+
+    def swapin_walk_huge_pmd(self, mm: MM, r: int, a: int, b: int) -> bool:
+        return True  # BUG: a swap PMD skipped like a present THP
+
+
+class WillneedPmdFolioNotRead(PmdSwapKernel):
+    """MADV_WILLNEED on a swap PMD: the PMD-order folio is added to the swap cache but the read is
+    never submitted (swap_read_folio() / swap_read_submit() missing), so an uninitialised
+    (here: zero) folio caches the 512 slots.
+    From: v1 11/13's "PMD-order swapin_sync()" read, issue 11 item 1.
+    Symptom: the next fault maps the cached folio: zeros where the data was (rule
+    contents-expected)."""
+
+    def swapin_walk_huge_pmd(self, mm: MM, r: int, a: int, b: int) -> bool:
+        if mm.pmd_kind[r] != PMD_SWAP:
+            return True
+        base = int(mm.pmd_swp_off[r])
+        head = self._pmd_folio_in_swapcache(base)
+        if b - a != N or head is None or self.zswap_ever_enabled:
+            self.split_huge_pmd_locked(mm, r)
+            return False
+        if head < 0:
+            head = self.mem.alloc_folio(9)
+            self.swap.add_to_swap_cache(self.mem, head, base)
+            # BUG: no swap_read_folio(head)
+        return True
+
+
+class WillneedIgnoresMixedCache(PmdSwapKernel):
+    """MADV_WILLNEED on a swap PMD ignores the v3 rule: a mixed cache (some slots cached by small
+    folios after a split and a partial reclaim) is read like an empty one, one PMD-order folio
+    over slots other folios already cache.
+    From: R6 (Lance Yang, v2): "every caller has to guess ... easy to miss one"; issue 11 item 4.
+    Symptom: two folios claim the same slots (invariant swap_cache_consistent)."""
+
+    def swapin_walk_huge_pmd(self, mm: MM, r: int, a: int, b: int) -> bool:
+        if mm.pmd_kind[r] != PMD_SWAP:
+            return True
+        base = int(mm.pmd_swp_off[r])
+        head = self._pmd_folio_in_swapcache(base)
+        if head is None:
+            head = -1  # BUG: the v3 rule's "any other state splits" missed
+        if b - a != N or self.zswap_ever_enabled:
+            self.split_huge_pmd_locked(mm, r)
+            return False
+        if head < 0:
+            head = self.mem.alloc_folio(9)
+            self.swap.add_to_swap_cache(self.mem, head, base)
+            self.swap_read_folio(head)
+        return True
+
+
+class SwapoutDropsDirty(PmdSwapKernel):
+    """set_pmd_swap_entry() (v2 15/16): the PMD's dirty bit is not moved to the folio
+    ("so writeback is not lost", R13). Reclaim then finds the swap-cache folio clean and drops it
+    without writeback.
+    From: series-status R13; issue 11 item 4 ("the dirty bit not moved to the folio: a lost write").
+    Symptom: a THP swapped in from the swap cache (read fault, async device), written through its
+    writable PMD, paged out again: the fault reads the first swap-out's data (rule
+    contents-expected)."""
+
+    def set_pmd_swap_entry(self, mm: MM, r: int, head: int) -> bool:
+        mm.pmd_dirty[r] = False  # BUG: pmd_dirty() not transferred with folio_mark_dirty()
+        return PmdSwapKernel.set_pmd_swap_entry(self, mm, r, head)
+
+
+class MadvFreePartialFreesWholeEntry(PmdSwapKernel):
+    """madvise_free_huge_pmd() swap branch: frees the whole entry whatever the range (v7 frees a
+    whole PMD in place and splits only for a partial range [S2]; the condition is lost).
+    From: issue 11 item 4 (partial MADV_FREE freeing the whole entry), the zap analogue
+    partial_zap_frees_whole_entry.
+    Symptom: pages outside the MADV_FREE range read zeros (rule contents-expected)."""
+
+    def madvise_free_huge_pmd(self, mm: MM, r: int, a: int, b: int) -> bool:
+        if mm.pmd_kind[r] == PMD_SWAP:
+            self.zap_huge_pmd(mm, r)  # BUG: no `b - a == HPAGE_PMD_NR` check
+            return True
+        return PmdSwapKernel.madvise_free_huge_pmd(self, mm, r, a, b)
+
+
+class PageoutTreatsSwapPmdAsFolio(PmdSwapKernel):
+    """madvise_cold_or_pageout_pte_range(): `if (pmd_trans_huge(*pmd))` widened to pmd_is_huge(),
+    so a swap PMD goes down the present-THP branch and pmd_folio() decodes the swap entry as a
+    folio (review class R11: the device-private VM_BUG_ON that sashiko-bot found there).
+    From: series-status R11 and §3 item 4.
+    Symptom: the model raises on a folio that is not there, or splits/pages out an unrelated
+    folio (a finding of the guard, or rule contents / an invariant)."""
+
+    def madvise_pageout_huge_pmd(self, mm: MM, r: int, a: int, b: int) -> list[int] | None:
+        return self._pageout_present_huge_pmd(mm, r, a, b)  # BUG: no is_swap_pmd() skip
+
+
+class UnusePmdIgnoresMixedCache(PmdSwapKernel):
+    """unuse_pmd() (v2 10/16) ignores the v3 rule: a mixed swap cache is read whole like an empty
+    one, a PMD-order folio over slots small folios cache.
+    From: R6 and series-status §3 item 1 (unuse_pmd outside the fault path).
+    Symptom: swapoff brings the entry back whole over a mixed cache (rule v3-cache-rule)."""
+
+    def unuse_pmd(self, mm: MM, vma: Vma, r: int, fail_alloc: bool) -> int:
+        return _unuse(self, mm, vma, r, fail_alloc, "mixed_cache")
+
+
+# =================================================================================================
 # registry
 # =================================================================================================
 BUGS: dict[str, type[PmdSwapKernel]] = {
@@ -767,13 +919,26 @@ BUGS: dict[str, type[PmdSwapKernel]] = {
     # pagemap
     "pagemap_base_offset": PagemapBaseOffset,
     "pagemap_swap_pmd_flags_lost": PagemapSwapPmdFlagsLost,
+    # mincore
+    "mincore_swap_pmd_resident": MincoreSwapPmdResident,
+    "mincore_swap_pmd_base_slot": MincoreSwapPmdBaseSlot,
+    "mincore_swap_pmd_wrong_offset": MincoreSwapPmdWrongOffset,
+    # MADV_WILLNEED
+    "willneed_skips_swap_pmd": WillneedSkipsSwapPmd,
+    "willneed_pmd_folio_not_read": WillneedPmdFolioNotRead,
+    "willneed_ignores_mixed_cache": WillneedIgnoresMixedCache,
+    # swap-out dirty transfer, MADV_FREE, MADV_PAGEOUT, swapoff (v3 rule)
+    "swapout_drops_dirty": SwapoutDropsDirty,
+    "madv_free_partial_frees_whole_entry": MadvFreePartialFreesWholeEntry,
+    "pageout_treats_swap_pmd_as_folio": PageoutTreatsSwapPmdAsFolio,
+    "unuse_pmd_ignores_mixed_cache": UnusePmdIgnoresMixedCache,
 }
 for _name, _cls in BUGS.items():
     _cls.name = f"pmd+{_name}"
     _cls.bug = _name
 
 # Bugs the current oracle cannot see (the class docstring says why and what would make it visible).
-BLIND_SPOTS = frozenset({"zswap_installs_pmd_entry", "swapin_mixed_cache_reads_device"})
+BLIND_SPOTS = frozenset({"zswap_installs_pmd_entry"})
 
 
 def make_pmd_kernel(bug: str | None = None) -> PmdSwapKernel:

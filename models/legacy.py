@@ -12,6 +12,8 @@ lives in models/mm.py and models/swap.py.
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import ops as O
 from .mm import MM, PMD_HUGE, PMD_NONE, Kernel, Vma
 
@@ -104,3 +106,15 @@ class LegacyKernel(Kernel):
     def pagemap_pmd_range(self, mm: MM, r: int, obs) -> None:
         """pagemap_pmd_range() / smaps_pmd_entry() (fs/proc/task_mmu.c): present THP only."""
         obs.fill_present_pmd(mm, r)
+
+    # ---- MADV_WILLNEED: mm/madvise.c swapin_walk_pmd_entry() -----------------------------------
+    def swapin_walk_huge_pmd(self, mm: MM, r: int, a: int, b: int) -> bool:
+        """swapin_walk_pmd_entry() (7.3 mm/madvise.c:196) on a present THP: pte_offset_map_lock()
+        finds no PTE table (:211), nothing is read. True: the walk is done with the region."""
+        return True
+
+    # ---- mincore: mm/mincore.c mincore_pte_range() ---------------------------------------------
+    def mincore_huge_pmd(self, mm: MM, r: int, a: int, b: int) -> np.ndarray:
+        """mincore_pte_range() (7.3 mm/mincore.c:172): pmd_trans_huge_lock() takes a present THP,
+        every page is resident."""
+        return np.ones(b - a, np.int8)

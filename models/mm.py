@@ -36,6 +36,7 @@ from .swap import SwapDevice
 PMD_NONE, PMD_TABLE, PMD_HUGE, PMD_SWAP = 0, 1, 2, 3
 # PTE entry kinds (pte_none / pte_present / is_swap_pte)
 PTE_NONE, PTE_PRESENT, PTE_SWAP = 0, 1, 2
+MINCORE_UNSET = 2  # a mincore() vector byte the kernel did not write (after -ENOMEM)
 
 EINVAL, ENOMEM, EEXIST, EFAULT, EBUSY, ENOENT, EAGAIN = (
     -errno.EINVAL, -errno.ENOMEM, -errno.EEXIST, -errno.EFAULT, -errno.EBUSY, -errno.ENOENT,
@@ -170,7 +171,7 @@ class Kernel:
                        "zap_huge_pmd", "change_huge_pmd", "split_huge_pmd_locked",
                        "madvise_free_huge_pmd", "madvise_pageout_huge_pmd", "move_huge_pmd",
                        "clear_soft_dirty_pmd", "unuse_pmd_range", "move_pages_huge_pmd",
-                       "pagemap_pmd_range")
+                       "pagemap_pmd_range", "swapin_walk_huge_pmd", "mincore_huge_pmd")
 
     def __init__(self) -> None:
         self.mem = PhysMem()
@@ -181,6 +182,7 @@ class Kernel:
         self.vmstat = dict.fromkeys(VMSTAT_KEYS, 0)
         self.events: list[tuple] = []  # tolerated-difference events of this op (see fuzz/oracle.py)
         self.written: tuple | None = None
+        self.output: np.ndarray | None = None  # what an op hands back besides its result (mincore)
         self._next_anon_vma = 1
         self._dispatch = {cls: getattr(self, "op_" + cls.name) for cls in O.OPS}
         missing = [h for h in self.PMD_LEVEL_HOOKS if not hasattr(self, h)]
@@ -197,6 +199,7 @@ class Kernel:
             raise BadOp(f"not an op: {op!r}")
         self.events = []
         self.written = None  # (pid, lo, hi): the pages a store reached, for the soft-dirty shadow
+        self.output = None
         pid = getattr(op, "pid", None)
         if pid is not None and pid not in self.mms:
             if not isinstance(pid, int) or not 0 <= pid < O.MAX_PROCS:
@@ -1726,6 +1729,75 @@ class Kernel:
     def op_free(self, op: O.Free) -> int:
         lo, hi = self._range(op)
         return self._madvise_walk(self.mms[op.pid], lo, hi, self.madvise_free_single_vma)
+
+    # ---- MADV_WILLNEED: mm/madvise.c madvise_willneed() ------------------------------------------
+    def op_willneed(self, op: O.Willneed) -> int:
+        """madvise_willneed() (7.3 mm/madvise.c:290): an anonymous VMA is walked with
+        swapin_walk_ops (walk_page_range_vma()); holes give -ENOMEM (madvise_walk_vmas())."""
+        lo, hi = self._range(op)
+        return self._madvise_walk(self.mms[op.pid], lo, hi, self.swapin_walk_range)
+
+    def swapin_walk_range(self, mm: MM, lo: int, hi: int) -> None:
+        """walk_pmd_range() with .pmd_entry = swapin_walk_pmd_entry(): a none PMD is skipped, a
+        huge one (present or swap) goes to the PMD-level hook, a table to the PTE walk."""
+        for r, a, b in regions_of(lo, hi):
+            if mm.pmd_kind[r] in (PMD_HUGE, PMD_SWAP) and self.swapin_walk_huge_pmd(mm, r, a, b):
+                continue
+            if mm.pmd_kind[r] == PMD_TABLE:
+                self.swapin_walk_pmd_entry(mm, a, b)
+
+    def swapin_walk_pmd_entry(self, mm: MM, a: int, b: int) -> None:
+        """swapin_walk_pmd_entry() (7.3 mm/madvise.c:196), PTE part: read_swap_cache_async() for
+        every swap PTE (:224): a slot already cached is found and left, any other gets an order-0
+        folio read into the swap cache (swap_cache_alloc_folio(), page-cluster plays no part).
+        The folios stay unmapped and clean in the swap cache until a fault or reclaim."""
+        if self.swap is None:
+            return
+        for p in np.flatnonzero(mm.pte_kind[a:b] == PTE_SWAP) + a:
+            slot = int(mm.pte_swp_off[p])
+            if self.swap.cache[slot] < 0:
+                self.swapin_order0(slot)
+
+    # ---- mincore: mm/mincore.c ---------------------------------------------------------------------
+    def op_mincore(self, op: O.Mincore) -> int:
+        """sys_mincore() (7.3 mm/mincore.c): do_mincore() VMA by VMA; the first page in no VMA
+        ends it with -ENOMEM (vma_lookup()), the answers before it are copied out already (the
+        syscall copies after each do_mincore() chunk). `output`: one byte per page of the range,
+        1 resident, 0 not, MINCORE_UNSET where the kernel wrote nothing."""
+        mm = self.mms[op.pid]
+        lo, hi = self._range(op)
+        vec = np.full(op.npages, MINCORE_UNSET, np.int8)
+        self.output = vec
+        p = lo
+        while p < hi:
+            v = mm.find_vma(p) if p < VA_PAGES else None
+            if v is None:
+                return ENOMEM
+            end = min(v.end, hi)
+            for r, a, b in regions_of(p, end):
+                vec[a - lo:b - lo] = self.mincore_pte_range(mm, r, a, b)
+            p = end
+        return O.OK
+
+    def mincore_pte_range(self, mm: MM, r: int, a: int, b: int) -> np.ndarray:
+        """mincore_pte_range() (7.3 mm/mincore.c:162) for pages [a, b) of region r."""
+        kind = mm.pmd_kind[r]
+        if kind in (PMD_HUGE, PMD_SWAP):
+            return self.mincore_huge_pmd(mm, r, a, b)  # pmd_trans_huge_lock() (:172)
+        if kind == PMD_NONE:
+            return np.zeros(b - a, np.int8)  # mincore_unmapped_range(): anonymous, 0
+        k = mm.pte_kind[a:b]
+        out = (k == PTE_PRESENT).astype(np.int8)  # present, the zero page too (:192)
+        swp = k == PTE_SWAP
+        out[swp] = self.mincore_swap(mm.pte_swp_off[a:b][swp])  # (:203)
+        return out  # pte_none(): __mincore_unmapped_range(), 0 for anonymous memory
+
+    def mincore_swap(self, slots: np.ndarray) -> np.ndarray:
+        """mincore_swap() (7.3 mm/mincore.c:48): swap_cache_get_folio() finds a folio caching the
+        slot (and it is uptodate: the model's reads complete at once)."""
+        if self.swap is None:
+            return np.zeros(len(slots), np.int8)
+        return (self.swap.cache[slots] >= 0).astype(np.int8)
 
     def op_evict(self, op: O.Evict) -> int:
         """Writeback completes, then clean unmapped folios leave the swap cache and are freed."""

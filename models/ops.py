@@ -176,6 +176,27 @@ class Free(Op):
 
 
 @dataclass(frozen=True)
+class Willneed(Op):
+    """madvise(MADV_WILLNEED): read the range's swapped-out pages into the swap cache."""
+
+    name = "willneed"
+    pid: int = _pid()
+    start: int = _page()
+    npages: int = _npages()
+
+
+@dataclass(frozen=True)
+class Mincore(Op):
+    """mincore(): per page, is it resident (mapped, or its swap slot cached)? The answer vector
+    is the op's output (`Kernel.output`), compared like a result."""
+
+    name = "mincore"
+    pid: int = _pid()
+    start: int = _page()
+    npages: int = _npages()
+
+
+@dataclass(frozen=True)
 class MremapMove(Op):
     """mremap(MREMAP_MAYMOVE|MREMAP_FIXED) of [start, start+npages) to `dst`."""
 
@@ -277,7 +298,7 @@ class ZswapEnable(Op):
 OPS: tuple[type[Op], ...] = (
     Mmap, Munmap, Write, Fault, Pageout, Evict, Fork, Exit, Mprotect, Dontneed, Free, MremapMove,
     MremapShrink, Swapoff, Swapon, ClearRefs, UffdRegister, UffdWp, UffdMove, SplitThp, Fragment,
-    ZswapEnable,
+    ZswapEnable, Willneed, Mincore,
 )
 OP_BY_NAME: dict[str, type[Op]] = {cls.name: cls for cls in OPS}
 assert len(OP_BY_NAME) == len(OPS), "duplicate op name"

@@ -378,3 +378,36 @@ class PmdSwapKernel(Kernel):
                               bool(mm.pmd_sd[r]), bool(mm.pmd_uw[r]), bool(mm.pmd_swp_excl[r]))
             return
         obs.fill_present_pmd(mm, r)
+
+    # ---- MADV_WILLNEED: mm/madvise.c swapin_walk_pmd_entry() -----------------------------------
+    def swapin_walk_huge_pmd(self, mm: MM, r: int, a: int, b: int) -> bool:
+        """MADV_WILLNEED on a swap PMD: v7 converts this walker ("swap readahead of a PMD swap
+        entry's range" [S2]). [I] the v3 rule, as unuse_pmd(): with no slot of the entry cached,
+        a whole-range hint reads one PMD-order folio for the 512 slots into the swap cache
+        (swapin_alloc_pmd_folio()); with the entry's PMD-sized folio cached, nothing to do; a
+        partial range, any other cache state, or zswap ever enabled (the v2 gate) split the
+        entry and the PTE walk reads the range's uncached slots one by one. A present THP: as
+        legacy, nothing. True: the walk is done with the region."""
+        if mm.pmd_kind[r] != PMD_SWAP:
+            return True
+        base = int(mm.pmd_swp_off[r])
+        head = self._pmd_folio_in_swapcache(base)
+        if b - a != HPAGE_PMD_NR or head is None or self.zswap_ever_enabled:
+            self.split_huge_pmd_locked(mm, r)
+            return False
+        if head < 0:
+            head = self.mem.alloc_folio(9)
+            self.swap.add_to_swap_cache(self.mem, head, base)
+            self.swap_read_folio(head)
+        return True
+
+    # ---- mincore: mm/mincore.c mincore_pte_range() ---------------------------------------------
+    def mincore_huge_pmd(self, mm: MM, r: int, a: int, b: int) -> np.ndarray:
+        """mincore_pte_range() on a swap PMD: v7 answers per slot [S2] ("mincore looks at single
+        slots"), as mincore_swap() does for each swap PTE: slot base + i is resident iff a folio
+        caches it. Unchanged 7.3 code would take the swap PMD with pmd_trans_huge_lock()
+        (pmd_is_huge() is true for any non-none non-present PMD) and answer 1 for all 512."""
+        if mm.pmd_kind[r] == PMD_SWAP:
+            base = int(mm.pmd_swp_off[r])
+            return self.mincore_swap(np.arange(base + a % HPAGE_PMD_NR, base + (b - 1) % HPAGE_PMD_NR + 1))
+        return np.ones(b - a, np.int8)

@@ -11,7 +11,7 @@ import numpy as np
 
 from models import ops as O
 from models.legacy import LegacyKernel
-from models.mm import PMD_NONE, PMD_TABLE
+from models.mm import MINCORE_UNSET, PMD_NONE, PMD_TABLE
 from models.observe import NONE, PRESENT, SWAPPED, observe
 from models.pmd_swap import PmdSwapKernel
 from scenario_helpers import apply, assert_counters, assert_pages, assert_slots, val
@@ -649,3 +649,43 @@ def test_pageout_without_a_swap_device_still_splits_a_thp():
         assert k.vmstat["thp_swpout_fallback"] == before + 1
         assert k.mms[0].pmd_kind[2] == PMD_TABLE  # split: PTE-mapped now
         assert_pages(k, 0, np.arange(1024, 1024 + N), state=PRESENT)
+
+
+# ---- MADV_WILLNEED and mincore (issue 11's new ops, legacy side) ---------------------------------
+def test_mincore_answers_per_pte():
+    """mincore_pte_range() (7.3 mm/mincore.c:162): a present THP is resident whole (:172), a
+    swap PTE iff its slot is cached (mincore_swap(), :48), a none PTE is not; a page in no VMA
+    ends the call with -ENOMEM and the bytes before it are written (do_mincore() per VMA)."""
+    k = LegacyKernel()
+    _thp(k)
+    apply(k, O.Mincore(0, 0, N))
+    assert (k.output == 1).all()
+    apply(k, O.Pageout(0, 0, N))  # the async disk keeps the folio cached under writeback
+    apply(k, O.Dontneed(0, 0, 10))
+    apply(k, O.Mincore(0, 0, N + 2), expect=-errno.ENOMEM)
+    assert (k.output[:10] == 0).all() and (k.output[10:N] == 1).all()
+    assert (k.output[N:] == MINCORE_UNSET).all()
+    apply(k, O.Evict())
+    apply(k, O.Mincore(0, 0, N))
+    assert (k.output[10:] == 0).all()
+
+
+def test_willneed_reads_each_swapped_slot_order0():
+    """swapin_walk_pmd_entry() (7.3 mm/madvise.c:196): read_swap_cache_async() for each swap PTE
+    of the range: one order-0 folio per uncached slot, mapped by nobody, so the PTEs stay swap
+    entries; a present THP is skipped (no PTE table, :211)."""
+    k = LegacyKernel()
+    _thp(k)
+    apply(k, O.Willneed(0, 0, N))  # present THP: nothing to read
+    assert k.vmstat["pswpin"] == 0
+    apply(k, O.Pageout(0, 0, N))
+    apply(k, O.Evict())
+    apply(k, O.Willneed(0, 5, 20))
+    assert_pages(k, 0, np.arange(N), state=SWAPPED)
+    assert_slots(k, THP_SLOT + np.arange(5, 25), cached=True)
+    assert_slots(k, THP_SLOT + np.arange(25, N), cached=False)
+    assert {int(k.mem.order[k.swap.cache[THP_SLOT + i]]) for i in range(5, 25)} == {0}
+    assert k.vmstat["pswpin"] == 20
+    apply(k, O.Fault(0, 7, write=False))  # swapped in from the cache: no device read
+    assert k.vmstat["pswpin"] == 20
+    assert_pages(k, 0, [7], state=PRESENT, contents=val(1, [7]))

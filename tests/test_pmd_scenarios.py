@@ -35,6 +35,7 @@ import pytest
 from fuzz.runner import run_trace
 from models import ops as O
 from scenario_helpers import apply, assert_counters, assert_pages, assert_slots, val
+from models.mm import MINCORE_UNSET
 from models.observe import NONE, PRESENT, SWAPPED, UNMAPPED, observe
 from models.pmd_swap import PmdSwapKernel
 
@@ -768,14 +769,52 @@ def test_pmd_swap_swapin_sync() -> None:
 
 
 def test_pmd_swap_mincore() -> None:
-    """pmd_swap.c mincore (§5; §1.14): mincore reports 1 over a PMD swap entry iff the swap cache holds
-    it (here: swap_cached per slot), all 0 once evicted; it does not fault the entry in."""
+    """pmd_swap.c mincore (§5; v7 answers per slot [S2]): over a PMD swap entry mincore reports 1
+    for each slot the swap cache holds and 0 once evicted; it does not fault the entry in. A
+    slot cached by a small folio after a split answers for itself."""
     k = fixture_swapped()
     assert_slots(k, SLOTS, cached=True)
-    assert_pmd_swap_entry(k, 0)
+    apply(k, O.Mincore(0, 0, N))
+    assert (k.output == 1).all()
     apply(k, O.Evict())
-    assert_slots(k, SLOTS, cached=False)
+    apply(k, O.Mincore(0, 0, N))
+    assert (k.output == 0).all()
     assert_pmd_swap_entry(k, 0)
+    assert_slots(k, SLOTS, cached=False)
+    apply(k, O.Mincore(0, 0, N + 1), expect=-errno.ENOMEM)  # no VMA past the 2 MiB
+    assert (k.output[:N] == 0).all() and k.output[N] == MINCORE_UNSET
+
+
+def test_pmd_swap_madvise_willneed() -> None:
+    """pmd_swap.c madvise_willneed (§5; v7 converts MADV_WILLNEED [S2], the rest [I]): after the
+    fixture's eviction a whole-range MADV_WILLNEED reads the 512 slots into the swap cache as one
+    PMD-sized folio, the entry stays, mincore reports them resident, and the fault then maps the
+    THP from the cache without another device read."""
+    k = fixture_swapped()
+    apply(k, O.Evict())
+    apply(k, O.Willneed(0, 0, N))
+    assert_pmd_swap_entry(k, 0)
+    assert_slots(k, SLOTS, cached=True)
+    heads = {int(k.mem.head[k.swap.cache[s]]) for s in SLOTS}
+    assert len(heads) == 1 and k.mem.nr_pages(heads.pop()) == N
+    assert k.vmstat["pswpin"] == N
+    apply(k, O.Mincore(0, 0, N))
+    assert (k.output == 1).all()
+    apply(k, O.Fault(0, P))
+    assert_thp(k, 0)
+    assert k.vmstat["pswpin"] == N and k.vmstat["thp_swpin_pmd"] == 1
+
+
+def test_pmd_swap_madvise_willneed_partial_splits() -> None:
+    """[I] a partial MADV_WILLNEED splits the entry, as a partial MADV_FREE does (v7 [S2]), and
+    the PTE walk reads only the range's slots, order-0, as legacy does."""
+    k = fixture_swapped()
+    apply(k, O.Evict())
+    apply(k, O.Willneed(0, 100, 50))
+    assert_pte_swap_entries(k, 0, ALL)
+    assert_slots(k, SLOTS[100:150], cached=True)
+    assert_slots(k, np.concatenate([SLOTS[:100], SLOTS[150:]]), cached=False)
+    assert k.vmstat["pswpin"] == 50
 
 
 # ------------------------------------------------------------------------------------------------
