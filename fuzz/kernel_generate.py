@@ -100,20 +100,28 @@ class GenerateReport:
         return sum(r.ok for r in self.report.results)
 
 
-def _chunk_candidates(ops: list[O.Op]) -> list[list[O.Op]]:
-    """`ops` without one chunk: chunk sizes L/2, L/4, ..., 1, every aligned offset; no repeats."""
+def _chunk_removals(n: int) -> list[range]:
+    """The index ranges `_chunk_candidates` drops from a sequence of n ops, in its order."""
     seen, out = set(), []
-    size = max(1, len(ops) // 2)
+    size = max(1, n // 2)
     while True:
-        for lo in range(0, len(ops), size):
-            cand = ops[:lo] + ops[lo + size:]
-            key = tuple(cand)
-            if cand and key not in seen:
-                seen.add(key)
-                out.append(cand)
+        for lo in range(0, n, size):
+            keep = tuple(i for i in range(n) if not lo <= i < lo + size)
+            if keep and keep not in seen:
+                seen.add(keep)
+                out.append(range(lo, min(n, lo + size)))
         if size == 1:
             return out
         size = max(1, size // 2)
+
+
+def _chunk_candidates(ops: list[O.Op]) -> list[list[O.Op]]:
+    """`ops` without one chunk: chunk sizes L/2, L/4, ..., 1, every aligned offset; no repeats."""
+    return [ops[:r.start] + ops[r.stop:] for r in _chunk_removals(len(ops))]
+
+
+def _without(ops: list[O.Op], drop: set[int]) -> list[O.Op]:
+    return [op for i, op in enumerate(ops) if i not in drop]
 
 
 def _header(seed: int, d: Disagreement, rep: KernelReport, minimized: bool) -> list[str]:
@@ -206,7 +214,7 @@ def _minimize_all(gen: GenerateReport, tree, prof: Profile, cmdline: str, per_tr
         if d.signature not in reps or len(d.ops) < len(reps[d.signature].ops):
             reps[d.signature] = d
     active = sorted(reps.values(), key=lambda d: d.index)
-    first = True
+    first, union = True, {}
     while active and rounds > 0:
         if budget is not None and time.monotonic() - t0 > budget:
             gen.budget_hit = True
@@ -215,28 +223,41 @@ def _minimize_all(gen: GenerateReport, tree, prof: Profile, cmdline: str, per_tr
         for d in active:
             ops = cur[d.index]
             cut = d.ops[:(d.result.op_index or 0) + 1]  # the ops after the mismatch: out
-            cands = ([cut] if first and len(cut) < len(ops) else []) + _chunk_candidates(ops)
-            for c in cands:
+            cands = ([cut] if first and len(cut) < len(ops) else [])
+            # every chunk the last round could drop on its own, dropped together: one boot
+            # confirms what would otherwise take one round per chunk
+            if len(union.get(d.index, ())) > 1:
+                cands.append(union[d.index])
+            removals = _chunk_removals(len(ops))
+            cands += [ops[:r.start] + ops[r.stop:] for r in removals]
+            drops = [None] * (len(cands) - len(removals)) + removals
+            for c, r in zip(cands, drops):
                 tagged.append((f"t{len(tagged):03d}", (f"min-{d.index}", c)))
-                owner.append((d, c))
+                owner.append((d, c, r))
         if log:
             log(f"minimising {len(active)} disagreement(s): {len(tagged)} candidates in one boot")
         text, rc, _, accel = boot_and_run(tree, prof, cmdline, tagged, per_trace_timeout)
         _, runs = _check_boot(text, rc, None, tree, accel)
         gen.boots += 1
         best: dict[int, list[O.Op]] = {}
-        for (tag, (name, ops)), (d, c) in zip(tagged, owner):
-            r = judge(name, ops, runs.get(tag), prof)
-            if r.ok or mismatch_observable(r.mismatch) != d.observable:
+        dropped: dict[int, set[int]] = {}
+        for (tag, (name, ops)), (d, c, r) in zip(tagged, owner):
+            res = judge(name, ops, runs.get(tag), prof)
+            if res.ok or mismatch_observable(res.mismatch) != d.observable:
                 continue  # agrees, or disagrees about something else
+            if r is not None:
+                dropped.setdefault(d.index, set()).update(r)
             if d.index not in best or len(c) < len(best[d.index]):
                 best[d.index] = c
-        still = []
+        still, union = [], {}
         for d in active:
             d.rounds += 1
             b = best.get(d.index)
             if b is not None and len(b) < len(cur[d.index]):
+                u = _without(cur[d.index], dropped[d.index]) if d.index in dropped else []
                 cur[d.index] = d.minimized = b
+                if u and len(u) < len(b):
+                    union[d.index] = u
                 if len(b) > 1:
                     still.append(d)
         active = still

@@ -30,7 +30,7 @@ import inspect
 import numpy as np
 
 from . import ops as O
-from .mm import MM, PMD_HUGE, PMD_NONE, PMD_SWAP, Vma, region_slice, regions_of
+from .mm import MM, PMD_HUGE, PMD_NONE, PMD_SWAP, ModelBug, Vma, region_slice, regions_of
 from .ops import HPAGE_PMD_NR
 from .pmd_swap import PmdSwapKernel
 
@@ -723,7 +723,7 @@ class MincoreSwapPmdResident(PmdSwapKernel):
     """mincore_pte_range() left unconverted: pmd_trans_huge_lock() is taken for any non-none
     non-present PMD (pmd_is_huge(), 7.3 include/linux/huge_mm.h:446), so a swap PMD is answered
     like a present THP with memset(vec, 1) (7.3 mm/mincore.c:172-176).
-    From: series-status §3 item 9 (mincore per slot), v7 cover letter [S2].
+    From: v7 cover letter, "mincore looks at single slots" (docs/models.md [S2]).
     Symptom: mincore reports an evicted swap PMD resident (rule mincore, each model against its
     own swap cache)."""
 
@@ -762,8 +762,9 @@ class MincoreSwapPmdWrongOffset(PmdSwapKernel):
 class WillneedSkipsSwapPmd(PmdSwapKernel):
     """swapin_walk_pmd_entry() left unconverted: pte_offset_map_lock() fails on the swap PMD
     (7.3 mm/madvise.c:211) and the walk reads nothing, as for a present THP: the walker treats
-    the swap PMD as a present folio (review class R11).
-    From: series-status §3 items 4 and 9; v7 converts MADV_WILLNEED [S2].
+    the swap PMD as a present folio.
+    From: v7 names MADV_WILLNEED among the converted consumers (docs/models.md [S2]); review's
+    class "a walker that takes a swap PMD for a present one".
     Symptom: after MADV_WILLNEED legacy has the slots cached and the PMD model has not (rule
     mincore, cross-model while in lockstep)."""
 
@@ -822,7 +823,8 @@ class SwapoutDropsDirty(PmdSwapKernel):
     """set_pmd_swap_entry() (v2 15/16): the PMD's dirty bit is not moved to the folio
     ("so writeback is not lost", R13). Reclaim then finds the swap-cache folio clean and drops it
     without writeback.
-    From: series-status R13; issue 11 item 4 ("the dirty bit not moved to the folio: a lost write").
+    From: review of the swap-out path; issue 11 item 4 ("the dirty bit not moved to the folio: a
+    lost write").
     Symptom: a THP swapped in from the swap cache (read fault, async device), written through its
     writable PMD, paged out again: the fault reads the first swap-out's data (rule
     contents-expected)."""
@@ -849,19 +851,24 @@ class MadvFreePartialFreesWholeEntry(PmdSwapKernel):
 class PageoutTreatsSwapPmdAsFolio(PmdSwapKernel):
     """madvise_cold_or_pageout_pte_range(): `if (pmd_trans_huge(*pmd))` widened to pmd_is_huge(),
     so a swap PMD goes down the present-THP branch and pmd_folio() decodes the swap entry as a
-    folio (review class R11: the device-private VM_BUG_ON that sashiko-bot found there).
-    From: series-status R11 and §3 item 4.
-    Symptom: the model raises on a folio that is not there, or splits/pages out an unrelated
-    folio (a finding of the guard, or rule contents / an invariant)."""
+    folio.
+    From: review's class "a walker that takes a swap PMD for a present one" (the device-private
+    VM_BUG_ON found in this walker), v7's per-walker conversion (docs/models.md [S2]).
+    Symptom: the model raises ModelBug on the folio that is not there (a finding of the guard:
+    rule exception:ModelBug) on MADV_PAGEOUT of a range that holds a swap PMD."""
 
     def madvise_pageout_huge_pmd(self, mm: MM, r: int, a: int, b: int) -> list[int] | None:
-        return self._pageout_present_huge_pmd(mm, r, a, b)  # BUG: no is_swap_pmd() skip
+        if mm.pmd_kind[r] == PMD_SWAP:
+            # BUG: no is_swap_pmd() skip; pmd_folio() of a non-present entry is no folio (the
+            # kernel dereferences whatever page the entry's bits name; the model has none to give)
+            raise ModelBug(f"pmd_folio() of the swap PMD at region {r} (pid {mm.pid})")
+        return self._pageout_present_huge_pmd(mm, r, a, b)
 
 
 class UnusePmdIgnoresMixedCache(PmdSwapKernel):
     """unuse_pmd() (v2 10/16) ignores the v3 rule: a mixed swap cache is read whole like an empty
     one, a PMD-order folio over slots small folios cache.
-    From: R6 and series-status §3 item 1 (unuse_pmd outside the fault path).
+    From: the v3 rule (docs/models.md [I] rows), applied to unuse_pmd() outside the fault path.
     Symptom: swapoff brings the entry back whole over a mixed cache (rule v3-cache-rule)."""
 
     def unuse_pmd(self, mm: MM, vma: Vma, r: int, fail_alloc: bool) -> int:

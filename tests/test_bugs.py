@@ -56,6 +56,9 @@ def _fill(value=1):
 _PAGEOUT = O.Pageout(0, 0, N)
 _REGISTER = O.UffdRegister(0, 0, N)
 _WP = O.UffdWp(0, 0, N, True)
+# a swap PMD over a mixed swap cache: slots 0..99 cached by small folios, 100..511 not
+_MIXED = [_mmap(), _fill(), _PAGEOUT, O.Fork(0), O.Evict(), O.Fault(1, 0), O.SplitThp(),
+          O.Pageout(1, 0, 100)]
 
 # Bugs the generator does not reach within BUDGET_OPS (measured: none of SEEDS at GEN_LENGTH 24, and
 # most not within 120 seeds at length 40). The reasons are the generator's steering, noted per trace.
@@ -95,15 +98,25 @@ DIRECTED: dict[str, list[O.Op]] = {
     # docs/models.md finding F1, nine ops in a fixed order
     "madv_free_pmd_swapcache_stale": [_mmap(), _fill(1), _PAGEOUT, O.Evict(), O.Fault(0, 0), _fill(2),
                                       O.Free(0, 0, N), _PAGEOUT, O.Fault(0, 0)],
+    # MADV_FREE right after the pageout: the generator's free lands on swapped regions rarely
+    # since the mixed_cache_cycle and willneed moves took share from it
+    "madv_free_leaves_swap_entry": [_mmap(), _fill(), _PAGEOUT, O.Free(0, 0, N)],
+    # the mixed cache (v3 rule): fork, evict, the child reads the THP back, split_thp splits the
+    # cached folio, the child pages part of it out again; the generator's mixed_cache_cycle does
+    # this but is one move in ~60, and each cycle's consumer is one of six
+    "swapin_mixed_cache_reads_device": _MIXED + [O.Fault(0, 0)],
+    "mincore_swap_pmd_wrong_offset": _MIXED + [O.Mincore(0, 50, N - 50)],
+    # MADV_WILLNEED over an evicted swap PMD, then a look (fault or mincore): the generator's
+    # willneed is drawn over mappings and rarely follows a pageout and an evict of the same region
+    "willneed_pmd_folio_not_read": [_mmap(), _fill(), _PAGEOUT, O.Evict(), O.Willneed(0, 0, N),
+                                    O.Fault(0, 3)],
+    "willneed_skips_swap_pmd": [_mmap(), _fill(), _PAGEOUT, O.Evict(), O.Willneed(0, 0, N),
+                                O.Mincore(0, 0, N)],
 }
 
 # For each blind spot: a trace on which the bug's mistake happens (see the class docstrings).
 BLIND_TRACES: dict[str, list[O.Op]] = {
     "zswap_installs_pmd_entry": [_mmap(), _fill(), O.ZswapEnable(), _PAGEOUT, O.Fault(0, 3)],
-    # the mixed cache: fork, evict, the parent swaps the THP in, split_thp splits the cached folio
-    # (now PTE-mapped in the parent), then the child faults on its swap PMD
-    "swapin_mixed_cache_reads_device": [_mmap(), _fill(), _PAGEOUT, O.Fork(0), O.Evict(),
-                                        O.Fault(0, 0), O.SplitThp(), O.Fault(1, 0)],
 }
 
 SEARCHED = sorted(set(BUGS) - set(DIRECTED) - BLIND_SPOTS)
