@@ -323,6 +323,33 @@ class _Gen:
         if self.chance(0.7):
             self.emit(O.Fault(pid, start + self._subpage(), write=False))
 
+    def zswap_cycle(self) -> None:
+        """v7's zswap range rule: with zswap on, a THP's pageout leaves a PMD swap entry whose
+        slots zswap holds (the folio leaves the swap cache at once); then one of the readers that
+        must split it instead of reading it whole (fault, MADV_WILLNEED, swapoff), or mincore."""
+        pid = self.pid()
+        start, _ = self.region_in(pid)
+        self.emit(O.ZswapEnable())
+        self.emit(O.Write(pid, start, P, self.value()))
+        self.emit(O.Pageout(pid, start, P))
+        self.s.paged_out = True
+        if pid in self.s.swapped:
+            self.s.swapped[pid].add(start // P)
+        k = self.r.randrange(4)
+        if k == 0:
+            self.emit(O.Fault(pid, start + self._subpage(), write=self.chance(0.5)))
+        elif k == 1:
+            self.emit(O.Willneed(pid, start, P))
+        elif k == 2:
+            self.emit(O.Swapoff())
+            self.emit(O.Swapon(sync=self.chance(0.5)))
+            for swapped in self.s.swapped.values():
+                swapped.clear()
+        else:
+            self.emit(O.Mincore(pid, start, P))
+        if self.chance(0.5):
+            self.emit(O.Fault(pid, start + self._subpage(), write=False))
+
     def mincore(self) -> None:
         pid = self.pid()
         m = self.mapping(pid)
@@ -540,6 +567,7 @@ MOVES: dict[str, int] = {
     "uffd_wp": 3, "uffd_move": 3, "clear_refs": 3, "exit": 1, "knob": 3, "invalid": 2,
     "wp_then_swap": 3, "soft_dirty_cycle": 3, "swapcache_cycle": 3, "swapoff_cycle": 2,
     "uffd_remap": 2, "shared_move": 2, "willneed": 3, "mincore": 3, "mixed_cache_cycle": 2,
+    "zswap_cycle": 2,
 }
 _MOVE_NAMES = tuple(MOVES)
 _MOVE_CUM = []

@@ -59,7 +59,9 @@ does for what the models leave open (each found by `--generate`, fuzz/kernel_gen
     the model's writeback after every op (end_all_writeback): the models keep a disk write in
     flight until `evict` so that the fuzzer reaches states under writeback, a real disk does not;
   - once a trace enabled zswap, thp_swpout / pswpout / pswpin are not compared (zswap_store()
-    takes the folio before any device I/O; the models do not model zswap's store);
+    takes the folio before any device I/O; the models take every store to succeed, so that the
+    folio leaves the swap cache at once, and track which slots zswap holds, but zswap can still
+    refuse a store on the kernel, e.g. past its pool limit or when compression fails);
   - a trace whose processes all exited has nothing to read back at the end;
   - `fault write=1` is one write fault (MADV_POPULATE_WRITE, then the store): a plain `*p = *p`
     faults as a read first, and so does a locked RMW under TCG. On a page whose pagemap shows
@@ -794,8 +796,10 @@ def _compare_obs(tag: str, k, obs, kobs: dict, prof: Profile, final: bool) -> li
 
 # zswap_store() takes a folio before any device I/O (7.3 mm/page_io.c:238 swap_writeout(): `if
 # (zswap_store(folio)) { count_mthp_stat(..., MTHP_STAT_ZSWPOUT); goto out_unlock; }`) and
-# zswap_load() serves a swap-in (:480), so these count only what zswap rejects; the models do not
-# model zswap's store, so once a trace enabled zswap they are not compared (contents still are)
+# zswap_load() serves a swap-in (:480), so these count only what zswap rejects; the models take
+# every store to succeed (Kernel.swap_writeout(): no I/O, the folio leaves the swap cache;
+# SwapDevice.zswap: which slots zswap holds), which the kernel does not promise, so once a trace
+# enabled zswap they are not compared (contents and residency still are)
 VMSTAT_DEVICE_IO = ("thp_swpout", "pswpout", "pswpin")
 
 

@@ -47,8 +47,8 @@ def copied_source_hash(fn) -> str:
 
 # PmdSwapKernel methods whose body is copied below, with the hash of the version copied.
 COPIED_FROM = {
-    "do_huge_pmd_swap_page": "f19e7293826802df",
-    "unuse_pmd": "30abed8bc4b09c9c",
+    "do_huge_pmd_swap_page": "a926903a8ba7ef7e",
+    "unuse_pmd": "b5666fa464068128",
     "zap_huge_pmd": "eea65c9ddb1abe14",
     "change_huge_pmd": "b4d948b4c70750f8",
     "madvise_free_huge_pmd": "ae6473033f62cba9",
@@ -56,7 +56,7 @@ COPIED_FROM = {
     "move_pages_huge_pmd": "e5df96dc88b5af71",
     "clear_soft_dirty_pmd": "6a27ee6856b70a15",
     "pagemap_pmd_range": "c76303cb8233bf22",
-    "try_to_unmap_one_pmd": "f27299acc9ef9816",
+    "swapin_walk_huge_pmd": "df8edd8158e4d950",
     "unmap_page_range": "22160124a9d0a3ee",
 }
 
@@ -70,7 +70,7 @@ def _swapin(k: PmdSwapKernel, mm: MM, vma: Vma, r: int, page: int, write: bool, 
     mem, sw = k.mem, k.swap
     base = int(mm.pmd_swp_off[r])
     slots = np.arange(base, base + N)
-    if k.zswap_ever_enabled:
+    if k.zswap_may_hold(base) and mistake != "ignore_zswap":  # BUG (ignore_zswap)
         return k._swapin_fallback(mm, r)
     head = k._pmd_folio_in_swapcache(base)
     if head is None:
@@ -139,7 +139,8 @@ def _unuse(k: PmdSwapKernel, mm: MM, vma: Vma, r: int, fail_alloc: bool, mistake
     head = k._pmd_folio_in_swapcache(base)
     if head is None and mistake == "mixed_cache":
         head = -1  # BUG: a split or mixed cache is read whole like an empty one
-    if head is None or (head < 0 and fail_alloc):
+    zswap = k.zswap_may_hold(base) and mistake != "ignore_zswap"  # BUG (ignore_zswap)
+    if head is None or (head < 0 and (fail_alloc or zswap)):
         k.split_huge_pmd_locked(mm, r)
         return 0
     if head < 0:
@@ -174,6 +175,26 @@ def _unuse(k: PmdSwapKernel, mm: MM, vma: Vma, r: int, fail_alloc: bool, mistake
 
 def _was_swap_pmd(mm: MM, r: int) -> bool:
     return mm.pmd_kind[r] == PMD_SWAP
+
+
+def _willneed(k: PmdSwapKernel, mm: MM, r: int, a: int, b: int, mistake: str) -> bool:
+    """Copy of PmdSwapKernel.swapin_walk_huge_pmd with one `mistake` switched on (BUG lines)."""
+    if mm.pmd_kind[r] != PMD_SWAP:
+        return True
+    base = int(mm.pmd_swp_off[r])
+    head = k._pmd_folio_in_swapcache(base)
+    if head is None and mistake == "mixed_cache":
+        head = -1  # BUG: the v3 rule's "any other state splits" missed
+    zswap = k.zswap_may_hold(base) and mistake != "ignore_zswap"  # BUG (ignore_zswap)
+    if b - a != N or head is None or zswap:
+        k.split_huge_pmd_locked(mm, r)
+        return False
+    if head < 0:
+        head = k.mem.alloc_folio(9)
+        k.swap.add_to_swap_cache(k.mem, head, base)
+        if mistake != "not_read":  # BUG (not_read): no swap_read_folio(head)
+            k.swap_read_folio(head)
+    return True
 
 
 # =================================================================================================
@@ -229,25 +250,6 @@ class SwapoutWrongCounters(PmdSwapKernel):
         ok = super().set_pmd_swap_entry(mm, r, head)
         mm.swapents -= N - 1  # BUG: add_mm_counter(mm, MM_SWAPENTS, 1)
         return ok
-
-
-class ZswapInstallsPmdEntry(PmdSwapKernel):
-    """try_to_unmap_one() PMD branch: installs a swap PMD without the zswap_never_enabled() check,
-    so a swap PMD appears after zswap was enabled.
-    From: semantics.md 2 item 1, 4 item 15.
-    BLIND SPOT. do_huge_pmd_swap_page() still checks zswap and falls back (split into 512 PTE swap
-    entries with base+i and the same bits), and every other consumer treats the entry as 512 slots,
-    so the only trace is thp_swpout_pmd and the mapping level, which the oracle does not compare.
-    The kernel's symptom (a PMD-order read of slots whose data sits in zswap: zeros or SIGBUS) needs
-    a model of zswap's per-page store, which models/swap.py does not have: the data always reaches
-    the device. To make it visible: model zswap storage (slots written while zswap is on hold their
-    data in zswap, and a PMD-order device read of them returns zeros) and pair this with a swap-in
-    that trusts the entry."""
-
-    def try_to_unmap_one_pmd(self, mm: MM, r: int, head: int) -> None:
-        if self.set_pmd_swap_entry(mm, r, head):  # BUG: no zswap_never_enabled() check
-            return
-        self.split_huge_pmd_locked(mm, r)
 
 
 # =================================================================================================
@@ -336,6 +338,37 @@ class SwapinAllocFailureOom(PmdSwapKernel):
 
     def do_huge_pmd_swap_page(self, mm, vma, r, page, write, fail_alloc):
         return _swapin(self, mm, vma, r, page, write, fail_alloc, "oom")
+
+
+class SwapinIgnoresZswap(PmdSwapKernel):
+    """do_huge_pmd_swap_page() without v7's zswap range rule: an entry some of whose slots zswap
+    holds is swapped in with one PMD-order read.
+    From: v7 "ranges that have zswap entries are split" (docs/models.md, zswap rows); issue 11
+    item 4 ("the zswap range rule ignored"). Symptom: zswap_load() warns on the large folio and
+    fails it (7.3 mm/zswap.c:1612), the fault ends in SIGBUS where legacy's order-0 swap-in reads
+    zswap (the model raises at the read: swap_read_folio())."""
+
+    def do_huge_pmd_swap_page(self, mm, vma, r, page, write, fail_alloc):
+        return _swapin(self, mm, vma, r, page, write, fail_alloc, "ignore_zswap")
+
+
+class WillneedIgnoresZswap(PmdSwapKernel):
+    """MADV_WILLNEED on a swap PMD without v7's zswap range rule: an entry some of whose slots
+    zswap holds gets one PMD-order read.
+    From: as swapin_ignores_zswap, for the converted MADV_WILLNEED walker. Symptom: as there, at
+    the hint instead of the fault."""
+
+    def swapin_walk_huge_pmd(self, mm: MM, r: int, a: int, b: int) -> bool:
+        return _willneed(self, mm, r, a, b, "ignore_zswap")
+
+
+class UnuseIgnoresZswap(PmdSwapKernel):
+    """unuse_pmd() without v7's zswap range rule: swapoff reads an entry some of whose slots zswap
+    holds with one PMD-order read.
+    From: as swapin_ignores_zswap, for swapoff. Symptom: as there, at swapoff."""
+
+    def unuse_pmd(self, mm: MM, vma: Vma, r: int, fail_alloc: bool) -> int:
+        return _unuse(self, mm, vma, r, fail_alloc, "ignore_zswap")
 
 
 # =================================================================================================
@@ -734,7 +767,7 @@ class MincoreSwapPmdResident(PmdSwapKernel):
 class MincoreSwapPmdBaseSlot(PmdSwapKernel):
     """mincore for a swap PMD answers for the PMD, not per slot: the base slot's swap-cache state
     (swap_cache_get_folio(entry) of the PMD's own entry) for all 512 pages.
-    From: the review concern "mincore answering for the PMD instead of per slot" (issue 11), R6.
+    From: the review concern "mincore answering for the PMD instead of per slot" (issue 11).
     Symptom: after a split of the cached folio and a partial reclaim (mixed cache), the pages whose
     slots differ from the base slot's are answered wrongly (rule mincore)."""
 
@@ -781,47 +814,24 @@ class WillneedPmdFolioNotRead(PmdSwapKernel):
     contents-expected)."""
 
     def swapin_walk_huge_pmd(self, mm: MM, r: int, a: int, b: int) -> bool:
-        if mm.pmd_kind[r] != PMD_SWAP:
-            return True
-        base = int(mm.pmd_swp_off[r])
-        head = self._pmd_folio_in_swapcache(base)
-        if b - a != N or head is None or self.zswap_ever_enabled:
-            self.split_huge_pmd_locked(mm, r)
-            return False
-        if head < 0:
-            head = self.mem.alloc_folio(9)
-            self.swap.add_to_swap_cache(self.mem, head, base)
-            # BUG: no swap_read_folio(head)
-        return True
+        return _willneed(self, mm, r, a, b, "not_read")
 
 
 class WillneedIgnoresMixedCache(PmdSwapKernel):
     """MADV_WILLNEED on a swap PMD ignores the v3 rule: a mixed cache (some slots cached by small
     folios after a split and a partial reclaim) is read like an empty one, one PMD-order folio
     over slots other folios already cache.
-    From: R6 (Lance Yang, v2): "every caller has to guess ... easy to miss one"; issue 11 item 4.
+    From: Lance Yang's review of v2 ("every caller has to guess ... easy to miss one"); issue 11
+    item 4.
     Symptom: two folios claim the same slots (invariant swap_cache_consistent)."""
 
     def swapin_walk_huge_pmd(self, mm: MM, r: int, a: int, b: int) -> bool:
-        if mm.pmd_kind[r] != PMD_SWAP:
-            return True
-        base = int(mm.pmd_swp_off[r])
-        head = self._pmd_folio_in_swapcache(base)
-        if head is None:
-            head = -1  # BUG: the v3 rule's "any other state splits" missed
-        if b - a != N or self.zswap_ever_enabled:
-            self.split_huge_pmd_locked(mm, r)
-            return False
-        if head < 0:
-            head = self.mem.alloc_folio(9)
-            self.swap.add_to_swap_cache(self.mem, head, base)
-            self.swap_read_folio(head)
-        return True
+        return _willneed(self, mm, r, a, b, "mixed_cache")
 
 
 class SwapoutDropsDirty(PmdSwapKernel):
     """set_pmd_swap_entry() (v2 15/16): the PMD's dirty bit is not moved to the folio
-    ("so writeback is not lost", R13). Reclaim then finds the swap-cache folio clean and drops it
+    ("so writeback is not lost", v2 15/16's commit message). Reclaim then finds the swap-cache folio clean and drops it
     without writeback.
     From: review of the swap-out path; issue 11 item 4 ("the dirty bit not moved to the folio: a
     lost write").
@@ -884,7 +894,6 @@ BUGS: dict[str, type[PmdSwapKernel]] = {
     "swapout_drops_uffd_wp": SwapoutDropsUffdWp,
     "swapout_keeps_folio_exclusive": SwapoutKeepsFolioExclusive,
     "swapout_wrong_counters": SwapoutWrongCounters,
-    "zswap_installs_pmd_entry": ZswapInstallsPmdEntry,
     # swap-in fault
     "swapin_ignores_uffd_wp": SwapinIgnoresUffdWp,
     "swapin_no_soft_dirty_wp": SwapinNoSoftDirtyWp,
@@ -893,6 +902,9 @@ BUGS: dict[str, type[PmdSwapKernel]] = {
     "swapin_wrong_slot_order": SwapinWrongSlotOrder,
     "swapin_forgets_put_slots": SwapinForgetsPutSlots,
     "swapin_alloc_failure_oom": SwapinAllocFailureOom,
+    "swapin_ignores_zswap": SwapinIgnoresZswap,
+    "willneed_ignores_zswap": WillneedIgnoresZswap,
+    "unuse_ignores_zswap": UnuseIgnoresZswap,
     # fork
     "fork_dups_base_slot_only": ForkDupsBaseSlotOnly,
     "fork_leaves_parent_exclusive": ForkLeavesParentExclusive,
@@ -945,7 +957,7 @@ for _name, _cls in BUGS.items():
     _cls.bug = _name
 
 # Bugs the current oracle cannot see (the class docstring says why and what would make it visible).
-BLIND_SPOTS = frozenset({"zswap_installs_pmd_entry"})
+BLIND_SPOTS: frozenset[str] = frozenset()
 
 
 def make_pmd_kernel(bug: str | None = None) -> PmdSwapKernel:

@@ -179,6 +179,9 @@ class Kernel:
         self.mms: dict[int, MM] = {0: MM(0)}
         self.mmlist: list[int] = []  # init_mm.mmlist: mms that may hold swap entries, in list order
         self.zswap_ever_enabled = False  # zswap_never_enabled() static key, never reset
+        # /sys/module/zswap/parameters/enabled: zswap_store() takes every folio reclaim writes
+        # out (swap_writeout(), mm/page_io.c:238). No op turns it off again within a trace
+        self.zswap_enabled = False
         self.vmstat = dict.fromkeys(VMSTAT_KEYS, 0)
         self.events: list[tuple] = []  # tolerated-difference events of this op (see fuzz/oracle.py)
         self.written: tuple | None = None
@@ -409,7 +412,17 @@ class Kernel:
         if sw.swap_read_zeromap(mem, head):
             return
         nr = mem.nr_pages(head)
-        mem.data[head:head + nr] = sw.data[mem.swap[head:head + nr]]
+        slots = mem.swap[head:head + nr]
+        if nr > 1:
+            if sw.zswap[slots].any():
+                # zswap_load() (7.3 mm/zswap.c:1612): `if (WARN_ON_ONCE(folio_test_large(folio)))
+                # { folio_unlock(folio); return -EINVAL; }`: the folio is never uptodate and the
+                # fault ends in VM_FAULT_SIGBUS. Every caller must fall back to order 0 first
+                raise ModelBug(f"swap_read_folio(): a {nr}-page folio over slots zswap holds "
+                               "(zswap_load() WARN_ON_ONCE, mm/zswap.c:1612)")
+        elif sw.zswap_load(mem, np.array([head])).any():
+            return  # zswap_load() filled it (mm/page_io.c:480): no device read
+        mem.data[head:head + nr] = sw.data[slots]
         self.vmstat["pswpin"] += nr
 
     def _swapin_order0_batch(self, slots: np.ndarray) -> None:
@@ -420,8 +433,9 @@ class Kernel:
         new = mem.alloc_order0_batch(slots.size)
         sw.cache[slots] = new
         mem.swap[new] = slots
+        zswap = sw.zswap_load(mem, new)  # zswap_load() first (mm/page_io.c:480)
         mem.data[new] = sw.data[slots]  # a zero-marked slot holds 0: swap_read_folio_zeromap()
-        self.vmstat["pswpin"] += int((~sw.zero[slots]).sum())
+        self.vmstat["pswpin"] += int((~sw.zero[slots] & ~zswap).sum())
 
     def swapin_order0(self, slot: int) -> int:
         """read_swap_cache_async()/swapin_readahead() with page-cluster 0: one order-0 folio."""
@@ -830,9 +844,11 @@ class Kernel:
         pfns = heads[by_pfn]
         assert (owner.pte_pfn[pages] == pfns).all()
         self._try_to_unmap_ptes_order0(owner, pages, pfns, slots[by_pfn])
-        self.vmstat["pswpout"] += k
-        if sw.sync:
+        if not self.zswap_enabled:
+            self.vmstat["pswpout"] += k
+        if sw.sync or self.zswap_enabled:  # zswap_store(): see swap_writeout()
             sw.data[slots] = mem.data[heads]
+            sw.zswap[slots] = self.zswap_enabled
             mem.dirty[heads] = False
             sw.delete_order0_from_swap_cache(mem, heads)  # __remove_mapping()
             for h in heads:
@@ -881,11 +897,25 @@ class Kernel:
         """pageout() -> swap_writeout() (mm/page_io.c): a zero-filled folio only gets the swap
         table's zero mark (no I/O, no PSWPOUT/THP_SWPOUT, never under writeback, so reclaim drops
         it from the swap cache at once even on a disk); otherwise a synchronous device completes
-        at once, a disk later."""
+        at once, a disk later.
+
+        With zswap enabled, `if (zswap_store(folio)) goto out_unlock;` (mm/page_io.c:238) comes
+        before the device write: zswap_store() (mm/zswap.c:1488) compresses every page of the
+        folio, a large one too (an incompressible page is stored as is, zswap_compress()), so
+        there is no I/O and no PSWPOUT/THP_SWPOUT, and the folio is clean and not under
+        writeback: shrink_folio_list()'s PAGE_SUCCESS case (mm/vmscan.c:1411-1431) drops it from
+        the swap cache at once, on a disk as on zram, and a later fault reads order-0 folios
+        back (zswap_load(), mm/page_io.c:480). Found by kernel-check --generate (seed 1: 295,
+        316, 590, 772): the model had kept a THP in a disk's swap cache and mapped it whole on
+        the next fault. zswap's store is taken to succeed (its pool limit, 20% of RAM, is far
+        away); which slots it holds is SwapDevice.zswap."""
         mem = self.mem
         nr = mem.nr_pages(head)
         if not mem.data[head:head + nr].any():  # is_folio_zero_filled()
             self.swap.swap_zeromap_folio_set(mem, head)
+            return
+        if self.zswap_enabled:  # zswap_store(): the copy is zswap's, no device I/O
+            self.swap.zswap_store(mem, head)
             return
         self._swap_writepage(head)
 
@@ -969,6 +999,13 @@ class Kernel:
         if mem.nr_pages(head) == 1:
             return 0
         if mem.writeback[head]:
+            return EBUSY  # folio_check_splittable() (mm/huge_memory.c:3955)
+        if not mem.folio_mapped(head):
+            # __folio_split(): `anon_vma = folio_get_anon_vma(folio); if (!anon_vma) return
+            # -EBUSY` (mm/huge_memory.c:4197), and folio_get_anon_vma() returns NULL for a folio
+            # that is not mapped (mm/rmap.c:602): an unmapped swap-cache THP stays whole. Found
+            # by kernel-check --generate (seed 1: 49, 673, 717): debugfs split_huge_pages had
+            # split one in the model, so the next fault mapped one page, not the whole folio
             return EBUSY
         for mm in self.mms.values():
             for r in ((mm.pmd_kind == PMD_HUGE) & (mm.pmd_pfn == head)).nonzero()[0]:
@@ -2151,7 +2188,8 @@ class Kernel:
         return O.OK, n
 
     def op_split_thp(self, op: O.SplitThp) -> int:
-        """split_huge_pages_all(): every large folio, in pfn order; writeback ones stay."""
+        """split_huge_pages_all() (mm/huge_memory.c:4719): every large folio, in pfn order;
+        split_folio() leaves the ones under writeback and the unmapped ones (swap cache) whole."""
         mem = self.mem
         for head in mem.live_folios():
             head = int(head)
@@ -2167,4 +2205,5 @@ class Kernel:
 
     def op_zswap_enable(self, op: O.ZswapEnable) -> int:
         self.zswap_ever_enabled = True
+        self.zswap_enabled = True
         return O.OK

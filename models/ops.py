@@ -290,7 +290,8 @@ class Fragment(Op):
 
 @dataclass(frozen=True)
 class ZswapEnable(Op):
-    """Environment: enable zswap (static key: PMD swap entries are never installed again)."""
+    """Environment: enable zswap: every later swap-out is stored in zswap, slot by slot (the
+    PMD model splits an entry whose range zswap holds, v7)."""
 
     name = "zswap_enable"
 

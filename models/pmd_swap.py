@@ -6,7 +6,8 @@ level swap entries", 2026-06-30) with the rule the author settled on for v3: a P
 compact encoding of 512 ordinary swap slots (type, base+i) and promises nothing about the swap cache.
 Patches modelled, by the function they change (semantics.md sections 1-2):
   * v2 15/16 swap-out: `set_pmd_swap_entry` from try_to_unmap_one(), TTU_SPLIT_HUGE_PMD kept as
-    the fallback, no install once zswap was ever enabled;
+    the fallback; zswap by v7's rule (zswap stores order-0, a range with zswap entries is split
+    by whoever would read it whole), not v2's global zswap_never_enabled() gate;
   * v1 11/13 swap-in: `do_huge_pmd_swap_page`, with every fallback to the PTE path;
   * fork `copy_huge_non_present_pmd`, zap `zap_huge_pmd`, mprotect/uffd-wp `change_huge_pmd`;
   * v2 08/16 `__split_huge_pmd_locked` swap branch (512 PTE swap entries, base+i, same SD/UW/EXCL);
@@ -47,9 +48,12 @@ class PmdSwapKernel(Kernel):
     def try_to_unmap_one_pmd(self, mm: MM, r: int, head: int) -> None:
         """try_to_unmap_one() (mm/rmap.c) on a PMD mapping of a PMD-sized swap-cache folio.
 
-        shrink_folio_list() drops TTU_SPLIT_HUGE_PMD when zswap_never_enabled() (v2 15/16); the PMD
-        branch then installs a PMD swap entry. TTU_SPLIT_HUGE_PMD remains the fallback."""
-        if not self.zswap_ever_enabled and self.set_pmd_swap_entry(mm, r, head):
+        shrink_folio_list() drops TTU_SPLIT_HUGE_PMD (v2 15/16); the PMD branch then installs a PMD
+        swap entry. TTU_SPLIT_HUGE_PMD remains the fallback. v2 dropped it only when
+        zswap_never_enabled(); v7 [S2] splits "ranges that have zswap entries" where they are
+        read, i.e. the entry exists over zswap-held slots, so the install is not gated [I] (the
+        unmap comes before swap_writeout() decides between zswap and the device)."""
+        if self.set_pmd_swap_entry(mm, r, head):
             return
         self.split_huge_pmd_locked(mm, r)  # legacy path: the caller's PTE walk swaps 512 PTEs out
 
@@ -110,6 +114,16 @@ class PmdSwapKernel(Kernel):
             return None  # VM_FAULT_FALLBACK: the PMD was split
         return None
 
+    def zswap_may_hold(self, base: int) -> bool:
+        """v7's zswap rule for every reader of a whole entry (fault, MADV_WILLNEED, swapoff):
+        "zswap still stores order-0. Ranges that have zswap entries are split" [S2]. zswap_load()
+        cannot fill a large folio (7.3 mm/zswap.c:1612), so a slot of the range in zswap sends the
+        reader to the PTE path. v2 11/13 tested zswap_never_enabled() instead, as
+        alloc_swap_folio() does for mTHP in 7.3; v7 must then let a PMD-order read past
+        zswap_load() when no slot is in zswap [I] (7.3's zswap_load() fails every large folio
+        once zswap was enabled)."""
+        return bool(self.swap.zswap[base:base + HPAGE_PMD_NR].any())
+
     def do_huge_pmd_swap_page(self, mm: MM, vma: Vma, r: int, page: int, write: bool,
                               fail_alloc: bool) -> int | None:
         """do_huge_pmd_swap_page() (mm/huge_memory.c, v1 11/13): swap in all 2 MiB under one PMD.
@@ -118,8 +132,8 @@ class PmdSwapKernel(Kernel):
         mem, sw = self.mem, self.swap
         base = int(mm.pmd_swp_off[r])
         slots = np.arange(base, base + HPAGE_PMD_NR)
-        if self.zswap_ever_enabled:
-            return self._swapin_fallback(mm, r)  # zswap may hold per-page data for the range
+        if self.zswap_may_hold(base):
+            return self._swapin_fallback(mm, r)  # zswap holds some of the range (v7)
         head = self._pmd_folio_in_swapcache(base)
         if head is None:
             return self._swapin_fallback(mm, r)  # mixed or split cache state (v3 rule)
@@ -310,12 +324,13 @@ class PmdSwapKernel(Kernel):
     def unuse_pmd(self, mm: MM, vma: Vma, r: int, fail_alloc: bool) -> int:
         """unuse_pmd() (mm/swapfile.c, v1 08/13, v2 10/16): bring the whole 2 MiB back under a PMD.
 
-        A cache state other than none-or-one-PMD-folio, or a failed PMD-order allocation, splits the
-        entry and lets unuse_pte_range() do it page by page (the caller sees a PTE table)."""
+        A cache state other than none-or-one-PMD-folio, a failed PMD-order allocation, or a slot in
+        zswap (v7, zswap_may_hold()) splits the entry and lets unuse_pte_range() do it page by
+        page (the caller sees a PTE table)."""
         mem, sw = self.mem, self.swap
         base = int(mm.pmd_swp_off[r])
         head = self._pmd_folio_in_swapcache(base)
-        if head is None or (head < 0 and fail_alloc):
+        if head is None or (head < 0 and (fail_alloc or self.zswap_may_hold(base))):
             self.split_huge_pmd_locked(mm, r)
             return 0
         if head < 0:
@@ -385,14 +400,14 @@ class PmdSwapKernel(Kernel):
         entry's range" [S2]). [I] the v3 rule, as unuse_pmd(): with no slot of the entry cached,
         a whole-range hint reads one PMD-order folio for the 512 slots into the swap cache
         (swapin_alloc_pmd_folio()); with the entry's PMD-sized folio cached, nothing to do; a
-        partial range, any other cache state, or zswap ever enabled (the v2 gate) split the
+        partial range, any other cache state, or a slot in zswap (v7, zswap_may_hold()) split the
         entry and the PTE walk reads the range's uncached slots one by one. A present THP: as
         legacy, nothing. True: the walk is done with the region."""
         if mm.pmd_kind[r] != PMD_SWAP:
             return True
         base = int(mm.pmd_swp_off[r])
         head = self._pmd_folio_in_swapcache(base)
-        if b - a != HPAGE_PMD_NR or head is None or self.zswap_ever_enabled:
+        if b - a != HPAGE_PMD_NR or head is None or self.zswap_may_hold(base):
             self.split_huge_pmd_locked(mm, r)
             return False
         if head < 0:

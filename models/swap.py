@@ -42,6 +42,10 @@ class SwapDevice:
         # the swap table's zero mark (__swap_table_set_zero, mm/swap_table.h): the slot was
         # written by a zero-filled folio, so nothing is on the device and a read zero-fills
         self.zero = np.zeros(SWAP_SLOTS, dtype=bool)
+        # zswap's tree (swap_zswap_tree(), mm/zswap.c) holds the slot's data: zswap_store() took
+        # the folio instead of the device. The model keeps the copy in `data` as well, so only
+        # which slots are in zswap matters: a large folio cannot be read from zswap
+        self.zswap = np.zeros(SWAP_SLOTS, dtype=bool)
         self.used = np.zeros(SWAP_SLOTS, dtype=bool)  # allocated (count > 0 or cached, or foreign)
         self.foreign = np.zeros(SWAP_SLOTS, dtype=bool)  # another user's slot (Fragment)
         self.cluster_order = np.full(SWAP_CLUSTERS, CLUSTER_FREE, dtype=np.int8)
@@ -73,6 +77,7 @@ class SwapDevice:
         self.alloc_id[slots] = 0
         self.data[slots] = 0
         self.zero[slots] = False
+        self.zswap[slots] = False  # swap_range_free() -> zswap_invalidate() (mm/swapfile.c:1324)
         clusters = slots // HPAGE_PMD_NR
         np.subtract.at(self.cluster_used, clusters, 1)
         for c in np.unique(clusters):
@@ -232,9 +237,35 @@ class SwapDevice:
         nr = mem.nr_pages(head)
         slots = mem.swap[head:head + nr]
         self.zero[slots] = False  # swap_zeromap_folio_clear()
+        self.zswap[slots] = False  # zswap_store() failed or is off: `check_old` (mm/zswap.c:1550)
         self.data[slots] = mem.data[head:head + nr]
         mem.dirty[head] = False
         mem.writeback[head] = False
+
+    def zswap_store(self, mem: PhysMem, head: int) -> None:
+        """zswap_store() (mm/zswap.c:1488) took the folio, every page of it, a large one too
+        (swap_writeout(), mm/page_io.c:238): no device I/O, the folio is clean and not under
+        writeback. The store is taken to succeed (zswap's pool limit is far away)."""
+        nr = mem.nr_pages(head)
+        slots = mem.swap[head:head + nr]
+        self.zero[slots] = False  # swap_zeromap_folio_clear() comes first
+        self.zswap[slots] = True
+        self.data[slots] = mem.data[head:head + nr]
+        mem.dirty[head] = False
+        mem.writeback[head] = False
+
+    def zswap_load(self, mem: PhysMem, heads: np.ndarray) -> np.ndarray:
+        """zswap_load() (mm/zswap.c:1594) of order-0 folios just added to the swap cache: those
+        whose slot zswap holds are filled from it, marked dirty and the zswap entry erased
+        (`folio_mark_dirty(folio); xa_erase(tree, offset)`, :1639). Returns the mask of them
+        (no device read, no PSWPIN)."""
+        slots = mem.swap[heads]
+        hit = self.zswap[slots]
+        if hit.any():
+            mem.data[heads[hit]] = self.data[slots[hit]]
+            mem.dirty[heads[hit]] = True
+            self.zswap[slots[hit]] = False
+        return hit
 
     def free_slot_mask(self) -> np.ndarray:
         return ~self.used
@@ -244,6 +275,7 @@ class SwapDevice:
         nr = mem.nr_pages(head)
         slots = mem.swap[head:head + nr]
         self.zero[slots] = False  # swap_zeromap_folio_clear()
+        self.zswap[slots] = False  # zswap_store() failed or is off: `check_old`
         self.inflight[slots] = mem.data[head:head + nr]
         mem.dirty[head] = False
         mem.writeback[head] = True

@@ -179,9 +179,9 @@ def test_generate_saves_and_minimises_every_disagreement_without_overwriting(
     # the known answer: one clear_refs of pid 0, then one pageout of pid 0 (nothing else
     # needed by this fake kernel; mmap etc. are not needed by it either)
     assert [type(op) for op in mini] == [O.ClearRefs, O.Pageout]
-    # this fake kernel still disagrees whatever else is removed, so round 1 shows every op
-    # that can go, round 2 drops them all together, round 3 finds nothing shorter
-    assert mins[0].rounds <= 3
+    # it got there by converging, not by running out of rounds (the default min_rounds, 8):
+    # each round also tries every chunk the last round could drop on its own, dropped together
+    assert mins[0].rounds < 8
     text = KG.format_generate(first)
     assert f"{30 - len(want)}/30 sequences agree" in text and "DISAGREE sequence" in text
     # again into the same directory: new files, the old ones untouched

@@ -689,3 +689,63 @@ def test_willneed_reads_each_swapped_slot_order0():
     apply(k, O.Fault(0, 7, write=False))  # swapped in from the cache: no device read
     assert k.vmstat["pswpin"] == 20
     assert_pages(k, 0, [7], state=PRESENT, contents=val(1, [7]))
+
+
+def test_split_huge_pages_leaves_an_unmapped_swap_cache_thp_whole():
+    """split_huge_pages_all() (7.3 mm/huge_memory.c:4719) -> split_folio() -> __folio_split():
+    `anon_vma = folio_get_anon_vma(folio); if (!anon_vma) return -EBUSY` (:4197), NULL for a folio
+    nothing maps (mm/rmap.c:602). A THP swapped out to a disk stays in the swap cache, whole, so
+    the next fault maps all 512 pages (do_swap_page(): the folio is in the VMA and the PMD and
+    swap_pte_batch() finds 512 entries) and the next pageout writes it as one THP. A mapped
+    swap-cache THP is split. Found by kernel-check --generate (seed 1: 49, 673, 717)."""
+    k = LegacyKernel()
+    _thp(k, value=3)
+    apply(k, O.Pageout(0, 0, N))
+    _settle(k)
+    apply(k, O.SplitThp())
+    assert k.mem.nr_pages(k.swap.cached_head(k.mem, THP_SLOT)) == N
+    apply(k, O.Fault(0, 5, write=False))
+    assert_pages(k, 0, np.arange(N), state=PRESENT, contents=val(3, np.arange(N)))
+    before = k.vmstat["thp_swpout"]
+    apply(k, O.Pageout(0, 0, N))
+    assert k.vmstat["thp_swpout"] == before  # clean in the swap cache: no I/O, but whole
+    assert_pages(k, 0, np.arange(N), state=SWAPPED, swp_off=np.arange(THP_SLOT, THP_SLOT + N))
+    # mapped (a read fault keeps it cached): split_thp splits it, the next fault maps one page
+    k = LegacyKernel()
+    _thp(k, value=3)
+    apply(k, O.Pageout(0, 0, N))
+    _settle(k)
+    apply(k, O.Fault(0, 5, write=False))
+    assert_pages(k, 0, np.arange(N), state=PRESENT)
+    apply(k, O.SplitThp())
+    assert k.mem.nr_pages(int(k.mem.head[k.mms[0].pte_pfn[5]])) == 1
+    apply(k, O.Pageout(0, 0, N))
+    _settle(k)
+    apply(k, O.Fault(0, 7, write=False))
+    assert_pages(k, 0, [7], state=PRESENT, contents=val(3, 7))
+    assert_pages(k, 0, [6, 8], state=SWAPPED)
+
+
+def test_zswap_takes_a_thp_so_a_disk_swap_cache_keeps_nothing():
+    """swap_writeout() (7.3 mm/page_io.c:238): zswap_store() (mm/zswap.c:1488) takes the folio, a
+    THP too, before any device write; it is clean and not under writeback, so shrink_folio_list()
+    (mm/vmscan.c:1411-1431) drops it from a disk's swap cache at once, and the next fault swaps in
+    one order-0 page (swapin_readahead(); zswap_load()). Without zswap the THP stays cached until
+    evict and the fault maps it whole. zswap enabled after the pageout finds the THP still cached.
+    Found by kernel-check --generate (seed 1: 295, 316, 590, 772)."""
+    for zswap_first, write in ((True, False), (True, True), (False, False)):
+        k = LegacyKernel()
+        _thp(k, value=3)
+        if zswap_first:
+            apply(k, O.ZswapEnable())
+        before = k.vmstat["thp_swpout"]
+        apply(k, O.Pageout(0, 0, N))
+        _settle(k)
+        if not zswap_first:
+            apply(k, O.ZswapEnable())
+        assert k.vmstat["thp_swpout"] - before == (0 if zswap_first else 1)
+        assert_slots(k, np.arange(THP_SLOT, THP_SLOT + N), count=1, cached=not zswap_first)
+        apply(k, O.Fault(0, 5, write=write))
+        whole = np.arange(N) if not zswap_first else np.array([5])
+        assert_pages(k, 0, whole, state=PRESENT, contents=val(3, whole))
+        assert_pages(k, 0, np.setdiff1d(np.arange(N), whole), state=SWAPPED)

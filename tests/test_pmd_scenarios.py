@@ -63,16 +63,6 @@ def new_kernel() -> PmdSwapKernel:
     return k
 
 
-
-
-
-
-
-
-
-
-
-
 def vmas(k: PmdSwapKernel, pid: int = 0) -> list[tuple[int, int, int]]:
     return [(a, b, p) for a, b, p, _h, _u in observe(k).procs[pid].vmas]
 
@@ -820,34 +810,40 @@ def test_pmd_swap_madvise_willneed_partial_splits() -> None:
 # ------------------------------------------------------------------------------------------------
 # 3. fallbacks: semantics.md section 2, reached through ops, legacy representation afterwards
 # ------------------------------------------------------------------------------------------------
-def test_fallback_zswap_enabled_before_pageout() -> None:
-    """§2 item 1, §1.1 (zswap static key, v2 15/16): once zswap was ever enabled no PMD swap entry is
-    installed; TTU_SPLIT_HUGE_PMD splits the PMD and the 512 pages get PTE entries base+i."""
+def test_zswap_enabled_before_pageout_installs_then_splits_at_the_fault() -> None:
+    """v7 [S2]: "zswap still stores order-0. Ranges that have zswap entries are split". The unmap
+    installs the PMD swap entry (no zswap_never_enabled() gate, [I]: the unmap comes before
+    swap_writeout() decides), zswap_store() takes all 512 pages (7.3 mm/page_io.c:238), so the
+    folio leaves the swap cache at once and nothing reaches the device; the fault finds zswap
+    entries in the range, splits (base+i, exclusive kept) and swaps in one page from zswap
+    (zswap_load() marks it dirty and erases its entry, 7.3 mm/zswap.c:1639)."""
     k = new_kernel()
     apply(k, O.ZswapEnable())
     thp(k)
     apply(k, O.Pageout(0, 0, N))
-    assert_pte_swap_entries(k, 0, ALL, exclusive=True)
-    assert k.vmstat["thp_swpout_pmd"] == 0 and k.vmstat["thp_split_pmd"] == 1
-    apply(k, O.Evict())
-    apply(k, O.Fault(0, P))  # legacy do_swap_page: one order-0 page
-    assert_pages(k, 0, [P], state=PRESENT, pmd_level=False, contents=val(1, [P]))
-    assert_pte_swap_entries(k, 0, np.setdiff1d(ALL, [P]))
-    assert k.vmstat["thp_swpin_pmd"] == 0
-
-
-def test_fallback_zswap_enabled_after_pageout() -> None:
-    """§2 item 8, §1.2 PMD step 5, §4 item 15 (zswap may hold per-page data for the range): the PMD
-    swap entry exists, zswap is enabled, the fault splits it into PTE entries (base+i, SD/UW/EXCL
-    kept) and goes on at PTE level, so only the faulting page comes in. [I] The model falls back on
-    the static key alone (as alloc_swap_folio does for mTHP), not on zswap actually holding data."""
-    k = fixture_swapped()
-    apply(k, O.Evict())
-    apply(k, O.ZswapEnable())
+    assert_pmd_swap_entry(k, 0, excl=True)
+    assert k.vmstat["thp_swpout_pmd"] == 1 and k.vmstat["thp_swpout"] == 0
+    assert k.swap.zswap[SLOTS].all() and (k.swap.cache[SLOTS] < 0).all()
     apply(k, O.Fault(0, P))
     assert k.vmstat["thp_swpin_pmd_fallback"] == 1 and k.vmstat["thp_swpin_pmd"] == 0
     assert_pages(k, 0, [P], state=PRESENT, pmd_level=False, contents=val(1, [P]), exclusive=True)
     assert_pte_swap_entries(k, 0, np.setdiff1d(ALL, [P]), exclusive=True)
+    assert not k.swap.zswap[SLOTS[P]] and k.swap.zswap[np.delete(SLOTS, P)].all()
+    assert k.vmstat["pswpin"] == 0  # from zswap, not the device
+
+
+def test_zswap_enabled_after_pageout_leaves_the_range_whole() -> None:
+    """v7's rule is per range: an entry written to the device before zswap was enabled has no
+    slot in zswap, so the fault reads it whole under one PMD ([I]: v7 must let that read past
+    7.3's zswap_load(), which fails every large folio once zswap was enabled; v2 fell back on
+    the static key alone, as alloc_swap_folio() does for mTHP)."""
+    k = fixture_swapped()
+    apply(k, O.Evict())
+    apply(k, O.ZswapEnable())
+    assert not k.swap.zswap[SLOTS].any()
+    apply(k, O.Fault(0, P))
+    assert k.vmstat["thp_swpin_pmd"] == 1 and k.vmstat["thp_swpin_pmd_fallback"] == 0
+    assert_thp(k, 0)
 
 
 def test_fallback_no_free_cluster() -> None:
