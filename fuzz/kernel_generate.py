@@ -100,24 +100,25 @@ class GenerateReport:
         return sum(r.ok for r in self.report.results)
 
 
-def _chunk_removals(n: int) -> list[range]:
-    """The index ranges `_chunk_candidates` drops from a sequence of n ops, in its order."""
+def _chunk_removals(ops: list[O.Op]) -> list[tuple[range, list[O.Op]]]:
+    """`ops` without one chunk, with the index range dropped: chunk sizes L/2, L/4, ..., 1, every
+    aligned offset; no repeated candidate, no empty one."""
     seen, out = set(), []
-    size = max(1, n // 2)
+    size = max(1, len(ops) // 2)
     while True:
-        for lo in range(0, n, size):
-            keep = tuple(i for i in range(n) if not lo <= i < lo + size)
-            if keep and keep not in seen:
-                seen.add(keep)
-                out.append(range(lo, min(n, lo + size)))
+        for lo in range(0, len(ops), size):
+            cand = ops[:lo] + ops[lo + size:]
+            key = tuple(cand)
+            if cand and key not in seen:
+                seen.add(key)
+                out.append((range(lo, min(len(ops), lo + size)), cand))
         if size == 1:
             return out
         size = max(1, size // 2)
 
 
 def _chunk_candidates(ops: list[O.Op]) -> list[list[O.Op]]:
-    """`ops` without one chunk: chunk sizes L/2, L/4, ..., 1, every aligned offset; no repeats."""
-    return [ops[:r.start] + ops[r.stop:] for r in _chunk_removals(len(ops))]
+    return [cand for _, cand in _chunk_removals(ops)]
 
 
 def _without(ops: list[O.Op], drop: set[int]) -> list[O.Op]:
@@ -223,15 +224,12 @@ def _minimize_all(gen: GenerateReport, tree, prof: Profile, cmdline: str, per_tr
         for d in active:
             ops = cur[d.index]
             cut = d.ops[:(d.result.op_index or 0) + 1]  # the ops after the mismatch: out
-            cands = ([cut] if first and len(cut) < len(ops) else [])
+            cands = [(None, cut)] if first and len(cut) < len(ops) else []
             # every chunk the last round could drop on its own, dropped together: one boot
             # confirms what would otherwise take one round per chunk
             if len(union.get(d.index, ())) > 1:
-                cands.append(union[d.index])
-            removals = _chunk_removals(len(ops))
-            cands += [ops[:r.start] + ops[r.stop:] for r in removals]
-            drops = [None] * (len(cands) - len(removals)) + removals
-            for c, r in zip(cands, drops):
+                cands.append((None, union[d.index]))
+            for r, c in cands + _chunk_removals(ops):
                 tagged.append((f"t{len(tagged):03d}", (f"min-{d.index}", c)))
                 owner.append((d, c, r))
         if log:

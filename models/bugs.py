@@ -831,8 +831,8 @@ class WillneedIgnoresMixedCache(PmdSwapKernel):
 
 class SwapoutDropsDirty(PmdSwapKernel):
     """set_pmd_swap_entry() (v2 15/16): the PMD's dirty bit is not moved to the folio
-    ("so writeback is not lost", v2 15/16's commit message). Reclaim then finds the swap-cache folio clean and drops it
-    without writeback.
+    ("so writeback is not lost", v2 15/16's commit message). Reclaim then finds the swap-cache
+    folio clean and drops it without writeback.
     From: review of the swap-out path; issue 11 item 4 ("the dirty bit not moved to the folio: a
     lost write").
     Symptom: a THP swapped in from the swap cache (read fault, async device), written through its

@@ -915,7 +915,7 @@ class Kernel:
             self.swap.swap_zeromap_folio_set(mem, head)
             return
         if self.zswap_enabled:  # zswap_store(): the copy is zswap's, no device I/O
-            self.swap.zswap_store(mem, head)
+            self.swap.swap_writeout(mem, head, zswap=True)
             return
         self._swap_writepage(head)
 

@@ -232,24 +232,17 @@ class SwapDevice:
             return True
         return False
 
-    def swap_writeout(self, mem: PhysMem, head: int) -> None:
-        """The folio's contents reach the device (writeback completed)."""
+    def swap_writeout(self, mem: PhysMem, head: int, zswap: bool = False) -> None:
+        """The folio's contents reach the device (writeback completed), or with `zswap` zswap:
+        zswap_store() (mm/zswap.c:1488) took the folio, every page of it, a large one too
+        (swap_writeout(), mm/page_io.c:238), so there was no device I/O. Either way the folio is
+        clean and not under writeback. zswap's store is taken to succeed (its pool limit is far
+        away); a device write leaves zswap holding nothing for the slots (zswap_store() failed
+        or zswap is off: `check_old`, mm/zswap.c:1550)."""
         nr = mem.nr_pages(head)
         slots = mem.swap[head:head + nr]
         self.zero[slots] = False  # swap_zeromap_folio_clear()
-        self.zswap[slots] = False  # zswap_store() failed or is off: `check_old` (mm/zswap.c:1550)
-        self.data[slots] = mem.data[head:head + nr]
-        mem.dirty[head] = False
-        mem.writeback[head] = False
-
-    def zswap_store(self, mem: PhysMem, head: int) -> None:
-        """zswap_store() (mm/zswap.c:1488) took the folio, every page of it, a large one too
-        (swap_writeout(), mm/page_io.c:238): no device I/O, the folio is clean and not under
-        writeback. The store is taken to succeed (zswap's pool limit is far away)."""
-        nr = mem.nr_pages(head)
-        slots = mem.swap[head:head + nr]
-        self.zero[slots] = False  # swap_zeromap_folio_clear() comes first
-        self.zswap[slots] = True
+        self.zswap[slots] = zswap
         self.data[slots] = mem.data[head:head + nr]
         mem.dirty[head] = False
         mem.writeback[head] = False
