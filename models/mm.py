@@ -992,9 +992,10 @@ class Kernel:
     # =====================================================================================
     # folio split (mm/huge_memory.c split_folio, debugfs split_huge_pages), shared
     # =====================================================================================
-    def split_folio(self, head: int) -> int:
+    def split_folio(self, head: int, vma_locked: bool = False) -> int:
         """split_folio() to order 0: PMD mappings become PTE mappings first (present PMDs only:
-        page_vma_mapped_walk() never visits a PMD swap entry)."""
+        page_vma_mapped_walk() never visits a PMD swap entry). `vma_locked`: every VMA mapping
+        it is VM_LOCKED (evict's reclaim), so no subpage goes to the zero page."""
         mem = self.mem
         if mem.nr_pages(head) == 1:
             return 0
@@ -1012,7 +1013,8 @@ class Kernel:
                 # unmap_folio(): try_to_migrate(TTU_SPLIT_HUGE_PMD) -> a freeze split
                 self._split_present_huge_pmd(mm, int(r), freeze=True)
         mem.split_folio_to_order0(head)
-        self.remap_unused_to_zeropage(head)
+        if not vma_locked:
+            self.remap_unused_to_zeropage(head)
         # free_folio_and_swap_cache() on every new folio but the locked one (@lock_at, the head
         # here): an unmapped one leaves the swap cache if folio_free_swap() can drop it (no slot
         # referenced), then the split's reference goes and it is freed. The head keeps its swap
@@ -1168,11 +1170,13 @@ class Kernel:
                 self.change_pte_range(mm, vma, a, b, mode)
 
     def change_pte_range(self, mm: MM, vma: Vma, a: int, b: int, mode: str) -> None:
+        """change_pte_range() (7.3 mm/mprotect.c:331) on the PTEs of [a, b) in one table."""
         mem = self.mem
         sl = slice(a, b)
         kind = mm.pte_kind[sl]
         pres = (kind == PTE_PRESENT).nonzero()[0] + a
         swp = (kind == PTE_SWAP).nonzero()[0] + a
+        self._merge_batched_dirty(mm, a, b)
         if mode == "uffd_wp":
             mm.pte_uw[pres] = True
             mm.pte_uw[swp] = True
@@ -1188,6 +1192,60 @@ class Kernel:
                         & (vma.softdirty | mm.pte_sd[pres]) & ~(mm.pte_uw[pres] & vma.uffd_wp))
             writable |= mm.pte_write[pres] & (mode != "prot")
         mm.pte_write[pres] = writable
+
+    def _evict_split_partially_mapped(self) -> None:
+        """Reclaim during evict splits every mapped, partially mapped large folio outside the
+        swap cache. The mlock pass leaves such a folio evictable: mlock_pte_range() (7.3
+        mm/mlock.c:350) mlocks a large folio only where one VMA maps all of it
+        (allow_mlock_munlock(), :319). memcg reclaim then splits it, by shrink_folio_list()'s
+        "Split partially mapped folios right away" (mm/vmscan.c:1272; folio_referenced_one(),
+        mm/rmap.c:934, counts no reference for its PTEs in the VM_LOCKED VMA) or by the
+        deferred-split shrinker it runs (deferred_split_scan(), mm/huge_memory.c:4660). Its
+        VMAs are VM_LOCKED then, so try_to_map_unused_to_zeropage() (mm/migrate.c:313) maps no
+        zero-filled subpage to the zero page, and the mapped pieces stay (try_to_unmap_one()
+        aborts on VM_LOCKED). The unmapped pages, the head too, are freed without a write: the
+        real kernel shows pswpout +0 (corpus/realkernel/linux73-evict_splits_partially_mapped_thp).
+        Found by kernel-check --generate seed 1, sequences 493, 579, 625, 636, 772, 866: a later
+        split_huge_pages mapped the zero page in the model only."""
+        mem = self.mem
+        for head in mem.live_folios():
+            head = int(head)
+            if mem.head[head] != head or mem.nr_pages(head) == 1 or mem.in_swapcache(head) \
+                    or mem.writeback[head] or not mem.folio_mapped(head) \
+                    or not self._partially_mapped(head):
+                continue
+            self.split_folio(head, vma_locked=True)
+
+    def _merge_batched_dirty(self, mm: MM, a: int, b: int) -> None:
+        """change_present_ptes() works on a batch of PTEs mapping consecutive pages of one
+        large folio (mprotect_folio_pte_batch(), :358: FPB_RESPECT_SOFT_DIRTY |
+        FPB_RESPECT_WRITE, so the batch has one soft-dirty, write and uffd bit; dirty may
+        differ). modify_prot_start_ptes() (include/linux/pgtable.h:1669) gathers the batch into
+        its first PTE with `if (pte_dirty(tmp_pte)) pte = pte_mkdirty(pte)` for every later
+        one, and modify_prot_commit_ptes() writes that PTE to the whole batch. On x86
+        pte_mkdirty() sets _PAGE_SOFT_DIRTY too (arch/x86/include/asm/pgtable.h:445): a batch
+        with a dirty PTE after its first becomes dirty and soft-dirty throughout, one whose
+        only dirty PTE is the first becomes dirty throughout and keeps its soft-dirty bit
+        (kernel-check --generate seed 1, sequence 915: UFFDIO_WRITEPROTECT after clear_refs
+        made a PTE-mapped THP soft-dirty again)."""
+        mem = self.mem
+        p = a
+        while p < b:
+            if mm.pte_kind[p] != PTE_PRESENT or mm.pte_pfn[p] == ZERO_PFN:
+                p += 1
+                continue
+            head = int(mem.head[int(mm.pte_pfn[p])])
+            if mem.nr_pages(head) == 1:
+                p += 1
+                continue
+            n = self._folio_pte_batch(mm, p, b, head)
+            n = leading_run((mm.pte_sd[p:p + n] == mm.pte_sd[p]) & (mm.pte_write[p:p + n] == mm.pte_write[p])
+                            & (mm.pte_uw[p:p + n] == mm.pte_uw[p]))
+            batch = slice(p, p + n)
+            if mm.pte_dirty[p + 1:p + n].any():
+                mm.pte_sd[batch] = True
+            mm.pte_dirty[batch] = mm.pte_dirty[batch].any()
+            p += n
 
     def _change_present_huge_pmd(self, mm: MM, vma: Vma, r: int, mode: str) -> None:
         """change_huge_pmd(), present branch (unchanged by the series)."""
@@ -1837,10 +1895,21 @@ class Kernel:
         return (self.swap.cache[slots] >= 0).astype(np.int8)
 
     def op_evict(self, op: O.Evict) -> int:
-        """Writeback completes, then clean unmapped folios leave the swap cache and are freed."""
+        """The rig's evict (fuzz/export_c.py evict()): every worker mlock2(MLOCK_ONFAULT)s each
+        of its VMAs, the cgroup's memory.reclaim runs, and every VMA is munlocked again.
+        Writeback completes, then clean unmapped folios leave the swap cache and are freed.
+
+        mlock_fixup() (7.3 mm/mlock.c:467) changes the flags through vma_modify_flags(), which
+        merges the VMA with a compatible neighbour (mm/vma.c:1073, sticky VM_SOFTDIRTY); both
+        passes run in address order, so afterwards every pair of adjacent compatible VMAs is
+        one, with the flags it had before (a fork child's VMAs, ones clear_refs or an mremap's
+        uffd reset left apart; kernel-check --generate seed 1, sequence 266)."""
+        for mm in self.mms.values():
+            self.vma_merge_range(mm, 0, VA_PAGES)
         sw, mem = self.swap, self.mem
         if sw is None:
-            return O.OK
+            return O.OK  # get_scan_count(): no swap, so reclaim scans no anon LRU
+        self._evict_split_partially_mapped()
         heads = np.array(self._cached_heads(), dtype=np.int64)
         if not heads.size:
             return O.OK
@@ -1883,10 +1952,13 @@ class Kernel:
             return ENOMEM
         dst = MM(free[0])
         self.mms[dst.pid] = dst
-        anon_map: dict[int, int] = {}
         for v in src.vmas:
-            # anon_vma_fork(): a VMA with an anon_vma gets its own, chained to the parent's
-            av = anon_map.setdefault(v.anon_vma, self._new_anon_vma()) if v.anon_vma else 0
+            # anon_vma_fork() (7.3 mm/rmap.c:382): each child VMA with an anon_vma gets one of
+            # its own, chained to the parent's; maybe_reuse_anon_vma() (:274) takes only one
+            # that no VMA uses, so even a reused one is distinct. Parent VMAs that shared one get distinct
+            # ones, so the child's never merge (is_mergeable_anon_vma(): a non-singular chain
+            # needs the same anon_vma; kernel-check --generate seed 1, sequence 708)
+            av = self._new_anon_vma() if v.anon_vma else 0
             # dup_userfaultfd() without UFFD_FEATURE_EVENT_FORK: the child is not registered
             dv = replace(v, uffd_wp=False, anon_vma=av, fork_child=bool(av))
             dst.vmas.append(dv)
@@ -2003,25 +2075,32 @@ class Kernel:
         VMA has a context without EVENT_REMAP (vma_has_uffd_without_event_remap(),
         include/linux/userfaultfd_k.h:267), and move_normal_pmd() is not used then
         (uffd_supports_page_table_move(), :339). A VMA without a context keeps the bits.
-        The part of the old VMA outside [a, b) is split off and keeps its registration."""
+        The source VMA is split only when the old range is unmapped, after all that
+        (unmap_source_vma(), move_vma() :1394), so an unfaulted VMA's copy may merge with the
+        source VMA itself (copy_vma(): `can_self_merge`, 7.3 mm/vma.c) when it lands right after
+        it: the merged VMA takes the sticky VM_SOFTDIRTY of a new neighbour and loses its uffd
+        registration, and both keep them once the old range is cut out (kernel-check
+        --generate seed 1, sequence 408). The part of the old VMA outside [a, b) otherwise keeps
+        its flags and its registration."""
         self.do_vmi_munmap(mm, new, new + (b - a))  # mremap_to(): MREMAP_FIXED
         vma = mm.find_vma(a)
         clear_uw = vma.uffd_wp  # vma_has_uffd_without_event_remap(vma)
-        self.split_vma(mm, a)
-        self.split_vma(mm, b)
-        piece = mm.find_vma(a)
-        pgoff = piece.pgoff if piece.anon_vma else new  # copy_vma(): unfaulted -> new address
-        new_vma = replace(piece, start=new, end=new + (b - a), pgoff=pgoff)
+        # copy_vma(): a faulted VMA keeps its pgoff, an unfaulted one gets the new address
+        pgoff = vma.pgoff + (a - vma.start) if vma.anon_vma else new
+        new_vma = replace(vma, start=new, end=new + (b - a), pgoff=pgoff)
         mm.vmas = sorted(mm.vmas + [new_vma], key=lambda v: v.start)
-        self.move_page_tables(mm, a, new, b - a, clear_uw)
-        mm.vmas.remove(piece)  # unmap_source_vma(): the old range (empty by now)
-        self.free_pgtables(mm, a, b)
         self.vma_merge_range(mm, new, new + (b - a))  # vma_merge_copied_range()
+        self.move_page_tables(mm, a, new, b - a, clear_uw)
         if clear_uw:
             merged = mm.find_vma(new)  # mremap_userfaultfd_prep(new_vma): userfaultfd_reset_ctx()
             # no merge is tried after the reset: the unregistered VMA stays apart from equal
             # neighbours, as in the kernel (docs/models.md M7)
             mm.vmas[mm.vmas.index(merged)] = replace(merged, uffd_wp=False)
+        # unmap_source_vma(): the old range, empty by now, leaves its VMA
+        self.split_vma(mm, a)
+        self.split_vma(mm, b)
+        mm.vmas.remove(mm.find_vma(a))
+        self.free_pgtables(mm, a, b)
 
     def op_mremap_shrink(self, op: O.MremapShrink) -> int:
         mm = self.mms[op.pid]

@@ -749,3 +749,105 @@ def test_zswap_takes_a_thp_so_a_disk_swap_cache_keeps_nothing():
         whole = np.arange(N) if not zswap_first else np.array([5])
         assert_pages(k, 0, whole, state=PRESENT, contents=val(3, whole))
         assert_pages(k, 0, np.setdiff1d(np.arange(N), whole), state=SWAPPED)
+
+
+# ---- kernel-check --generate seed 1: the last 14 of the 22 saved disagreements --------------------
+def test_fork_gives_each_child_vma_its_own_anon_vma():
+    """anon_vma_fork() (7.3 mm/rmap.c:382): parent VMAs that share one anon_vma get one each in
+    the child, so the child's uffd registration over them merges nothing and a UFFDIO_MOVE into
+    the range is -EINVAL, not within one VMA (sequences 277, 708, 915). The parent's merge."""
+    k = LegacyKernel()
+    apply(k, O.Mmap(0, 0, N, hugepage=False))
+    apply(k, O.Mmap(0, 2 * N, N, hugepage=False))
+    apply(k, O.Write(0, 0, 4, value=1))
+    apply(k, O.Write(0, 2 * N, 4, value=2))
+    apply(k, O.UffdRegister(0, 100, 100))
+    apply(k, O.Fork(0))
+    anon = [v.anon_vma for v in k.mms[1].vmas]
+    assert len(set(anon)) == len(anon) and 0 not in anon
+    apply(k, O.UffdRegister(1, 0, N))
+    assert _vmas(k, 1)[:3] == [(0, 100), (100, 200), (200, N)]
+    apply(k, O.UffdMove(1, 2 * N, 0, N), expect=-errno.EINVAL)
+    apply(k, O.UffdRegister(0, 0, N))
+    assert _vmas(k, 0)[0] == (0, N)
+
+
+def test_evict_mlock_pass_merges_what_fork_left_apart():
+    """The rig's evict mlocks and munlocks every VMA; mlock_fixup() (7.3 mm/mlock.c:467) goes
+    through vma_modify_flags(), which merges compatible neighbours with sticky VM_SOFTDIRTY:
+    a fork child's VMAs that differed only in the parent's uffd registration become one, and
+    the page clear_refs had cleared reads soft-dirty (sequence 266)."""
+    k = LegacyKernel()
+    apply(k, O.Mmap(0, 0, N, hugepage=True))
+    apply(k, O.UffdRegister(0, 0, N))
+    apply(k, O.ClearRefs(0))
+    apply(k, O.Mmap(0, N, N, hugepage=True))
+    apply(k, O.Fork(0))
+    apply(k, O.Write(1, N, 4, value=3))
+    assert _vmas(k, 1) == [(0, N), (N, 2 * N)]
+    assert_pages(k, 1, np.arange(N), soft_dirty=False)
+    apply(k, O.Evict())
+    assert _vmas(k, 1) == [(0, 2 * N)]
+    assert_pages(k, 1, np.arange(N), soft_dirty=True)
+
+
+def test_change_protection_batch_takes_a_later_ptes_dirty_and_soft_dirty_bit():
+    """change_present_ptes() on a batch of one large folio: modify_prot_start_ptes()
+    (include/linux/pgtable.h:1669) ORs a later PTE's dirty bit into the first with pte_mkdirty(),
+    which on x86 sets _PAGE_SOFT_DIRTY too, and writes that PTE to the whole batch: after
+    clear_refs, UFFDIO_WRITEPROTECT of a dirty PTE-mapped THP makes it soft-dirty again
+    (sequence 915). A batch whose only dirty PTE is its first becomes dirty throughout and keeps
+    its soft-dirty bit."""
+    for written in (N, 1):
+        k = LegacyKernel()
+        apply(k, O.Mmap(0, 0, N, hugepage=True))
+        apply(k, O.Write(0, 0, written, value=5))
+        apply(k, O.Mprotect(0, 500, 12, prot=O.PROT_READ))  # splits the PMD, dirty PTEs
+        mm = k.mms[0]
+        if written == 1:
+            mm.pte_dirty[1:N] = False  # the read-fault THP's other pages, as reclaim sees them
+        apply(k, O.ClearRefs(0))
+        assert_pages(k, 0, np.arange(500), soft_dirty=False)
+        apply(k, O.UffdRegister(0, 0, 500))
+        apply(k, O.UffdWp(0, 0, 500, enable=True))
+        want = written == N
+        assert_pages(k, 0, np.arange(500), soft_dirty=want, uffd_wp=True)
+        assert mm.pte_dirty[:500].all()
+
+
+def test_evict_splits_a_partially_mapped_thp_without_the_zero_page():
+    """Evict's reclaim splits a partially mapped THP while its VMA is VM_LOCKED, so
+    try_to_map_unused_to_zeropage() (7.3 mm/migrate.c:313) refuses every zero-filled subpage:
+    they stay mapped and counted, and split_huge_pages later finds nothing to split; the
+    unmapped head is freed without a write (sequences 493, 579, 625, 636, 772, 866). Without
+    the evict, split_huge_pages maps the zero-filled subpages to the zero page (M3)."""
+    for evict in (True, False):
+        k = LegacyKernel()
+        apply(k, O.Mmap(0, 0, N, hugepage=True))
+        apply(k, O.Write(0, 0, 1, value=6))
+        apply(k, O.Write(0, 300, 1, value=7))
+        apply(k, O.Dontneed(0, 0, 1))
+        head = int(k.mem.head[k.mms[0].pte_pfn[300]])
+        assert k.mem.nr_pages(head) == N
+        pswpout = k.vmstat["pswpout"]
+        if evict:
+            apply(k, O.Evict())
+            assert k.mem.nr_pages(int(k.mem.head[k.mms[0].pte_pfn[300]])) == 1
+            assert k.vmstat["pswpout"] == pswpout
+        apply(k, O.SplitThp())
+        rss = int(observe(k).procs[0].rss_anon)
+        assert rss == (N - 1 if evict else 1)
+        assert_pages(k, 0, [300], state=PRESENT, contents=val(7, 300))
+
+
+def test_mremap_copy_merges_with_its_own_source_vma():
+    """copy_vma() (7.3 mm/vma.c, `can_self_merge`): an unfaulted VMA's copy landing right after
+    the source merges with it and with a new neighbour before unmap_source_vma() cuts the old
+    range out, so what is left of the source has the sticky VM_SOFTDIRTY (sequence 408)."""
+    k = LegacyKernel()
+    apply(k, O.Mmap(0, 0, 2 * N, hugepage=False))
+    apply(k, O.ClearRefs(0))
+    apply(k, O.Mmap(0, 3 * N, N, hugepage=False))
+    apply(k, O.MremapMove(0, N, N, 2 * N))  # the source's tail, so its head is not adjacent
+    assert _vmas(k) == [(0, N), (2 * N, 4 * N)]
+    assert_pages(k, 0, np.arange(N), soft_dirty=True)
