@@ -1239,8 +1239,9 @@ class Kernel:
                 p += 1
                 continue
             n = self._folio_pte_batch(mm, p, b, head)
-            n = leading_run((mm.pte_sd[p:p + n] == mm.pte_sd[p]) & (mm.pte_write[p:p + n] == mm.pte_write[p])
-                            & (mm.pte_uw[p:p + n] == mm.pte_uw[p]))
+            same = ((mm.pte_sd[p:p + n] == mm.pte_sd[p]) & (mm.pte_write[p:p + n] == mm.pte_write[p])
+                    & (mm.pte_uw[p:p + n] == mm.pte_uw[p]))
+            n = leading_run(same)
             batch = slice(p, p + n)
             if mm.pte_dirty[p + 1:p + n].any():
                 mm.pte_sd[batch] = True
@@ -1955,9 +1956,9 @@ class Kernel:
         for v in src.vmas:
             # anon_vma_fork() (7.3 mm/rmap.c:382): each child VMA with an anon_vma gets one of
             # its own, chained to the parent's; maybe_reuse_anon_vma() (:274) takes only one
-            # that no VMA uses, so even a reused one is distinct. Parent VMAs that shared one get distinct
-            # ones, so the child's never merge (is_mergeable_anon_vma(): a non-singular chain
-            # needs the same anon_vma; kernel-check --generate seed 1, sequence 708)
+            # that no VMA uses, so even a reused one is distinct. Parent VMAs that shared one
+            # get distinct ones, so the child's never merge (is_mergeable_anon_vma(): a
+            # non-singular chain needs the same anon_vma; kernel-check --generate seed 1, 708)
             av = self._new_anon_vma() if v.anon_vma else 0
             # dup_userfaultfd() without UFFD_FEATURE_EVENT_FORK: the child is not registered
             dv = replace(v, uffd_wp=False, anon_vma=av, fork_child=bool(av))
