@@ -851,3 +851,21 @@ def test_mremap_copy_merges_with_its_own_source_vma():
     apply(k, O.MremapMove(0, N, N, 2 * N))  # the source's tail, so its head is not adjacent
     assert _vmas(k) == [(0, N), (2 * N, 4 * N)]
     assert_pages(k, 0, np.arange(N), soft_dirty=True)
+
+
+def test_uffd_register_skips_a_vma_registered_already():
+    """userfaultfd_register_range() (7.3 mm/userfaultfd.c:2342): a VMA already registered into
+    this userfaultfd is skipped, so registering part of it again splits neither the VMA nor its
+    PMD-mapped THP (kernel-check --generate seed 1: 212, 516). A VMA not yet registered is
+    split at the range's ends, and the THP with it."""
+    k = LegacyKernel()
+    _thp(k, value=8)
+    apply(k, O.UffdRegister(0, 0, N))
+    apply(k, O.UffdRegister(0, 100, 50))
+    assert _vmas(k) == [(0, N)]
+    assert k.mms[0].pmd_kind[0] != PMD_TABLE
+    apply(k, O.Mmap(0, 2 * N, N, hugepage=True))
+    apply(k, O.Write(0, 2 * N, N, value=9))
+    apply(k, O.UffdRegister(0, 2 * N + 100, 50))
+    assert _vmas(k)[1:] == [(2 * N, 2 * N + 100), (2 * N + 100, 2 * N + 150), (2 * N + 150, 3 * N)]
+    assert k.mms[0].pmd_kind[2] == PMD_TABLE
