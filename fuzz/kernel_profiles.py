@@ -20,7 +20,7 @@ fuzz/kernelcheck.py tolerates exactly these and prints the profile's name with e
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import errno
 
@@ -251,6 +251,36 @@ LINUX_6_1 = Profile(
             "mm/swap_slots.c, Linux 6.1; measured under qemu on Debian's 6.1 cloud kernel",
             "observe"),
         Difference(
+            "unfaulted_target_refuses_merge",
+            "is_mergeable_anon_vma() checks list_is_singular() on the VMA merged into, and an "
+            "unfaulted VMA's anon_vma_chain is empty: a range with an anon_vma never merges into "
+            "a neighbour without one (7.3 does, copying the anon_vma, unless the range is a fork "
+            "child's). Found by corpus/realkernel/linux73-evict_mlock_merges_vmas.trace (op 6: the "
+            "child's unfaulted VMA and its faulted neighbour stay apart through evict's mlock "
+            "pass, so the unfaulted one keeps VM_SOFTDIRTY clear: model 1, kernel 0)",
+            "mm/mmap.c, Linux 6.1: is_mergeable_anon_vma() `if ((!anon_vma1 || !anon_vma2) && "
+            "(!vma || list_is_singular(&vma->anon_vma_chain))) return 1; return anon_vma1 == "
+            "anon_vma2;`, called as is_mergeable_anon_vma(anon_vma, prev->anon_vma, prev) by "
+            "can_vma_merge_after(); fixed in April 2025 (Lorenzo Stoakes, 'Fixes: 965f55dea0e3 "
+            "(\"mmap: avoid merging cloned VMAs\")': \"broken for ~15 years\")",
+            "model"),
+        Difference(
+            "vm_softdirty_not_sticky",
+            "VM_SOFTDIRTY is ignored when VMAs are compared for a merge but is not sticky: the "
+            "merged VMA has the flags of the VMA the op changed (mprotect_fixup(), mlock_fixup(), "
+            "madvise_update_vma() and userfaultfd_register() set vm_flags = newflags after "
+            "vma_merge()), or, for mremap's copy_vma(), of the neighbour it merged into "
+            "(vma_merge() keeps prev's, else next's flags); mmap_region() still sets VM_SOFTDIRTY "
+            "on a new or expanded VMA. 7.3 ORs it in (VMA_STICKY_FLAGS). Found by "
+            "corpus/realkernel/linux73-mremap_self_merge_softdirty.trace (op 3: the copy merges "
+            "with its source and a soft-dirty neighbour: model 1, kernel 0 for both parts)",
+            "mm/mmap.c, Linux 6.1: is_mergeable_vma() `if ((vma->vm_flags ^ vm_flags) & "
+            "~VM_SOFTDIRTY) return 0;`, vma_merge() -> __vma_adjust() keeps the surviving VMA's "
+            "vm_flags, copy_vma() passes vma->vm_flags to vma_merge(); mm/mprotect.c "
+            "mprotect_fixup() and mm/mlock.c mlock_fixup() write newflags to the merged VMA; "
+            "VMA_STICKY_FLAGS came with Linux 6.18/6.19 [I] (7.3 include/linux/mm.h)",
+            "model"),
+        Difference(
             "no_uffdio_move",
             "UFFDIO_MOVE does not exist",
             "added in Linux 6.8 (commit adef440691ba 'userfaultfd: UFFDIO_MOVE uABI')",
@@ -423,6 +453,39 @@ class Linux61LegacyKernel(LegacyKernel):
             return super().op_mremap(op)  # inside one VMA: the move itself is 7.3's
         self.do_vmi_munmap(mm, d, dend)
         return -errno.EFAULT
+
+    _merging_copy = False  # inside move_vma(): copy_vma()'s merge keeps the neighbour's flags
+
+    def move_vma(self, mm, a: int, b: int, new: int) -> None:
+        self._merging_copy = True
+        try:
+            super().move_vma(mm, a, b, new)
+        finally:
+            self._merging_copy = False
+
+    def vma_merge_range(self, mm, lo: int, hi: int) -> None:
+        # unfaulted_target_refuses_merge, vm_softdirty_not_sticky: the pairs 7.3 would try, each
+        # as 6.1's vma_merge() sees it: the VMA the op changed (`src`, in [lo, hi); the right one
+        # when both are) against the one it merges into (`tgt`)
+        out = []
+        for v in sorted(mm.vmas, key=lambda v: v.start):
+            a = out[-1] if out else None
+            if a is None or a.end != v.start or not (a.start < hi and v.end > lo) \
+                    or a.flags() != v.flags() or v.pgoff != a.pgoff + (a.end - a.start):
+                out.append(v)
+                continue
+            src, tgt = (v, a) if v.start < hi and v.end > lo else (a, v)
+            if src.anon_vma != tgt.anon_vma and not (tgt.anon_vma and not src.anon_vma
+                                                      and not tgt.fork_child):
+                out.append(v)  # is_mergeable_anon_vma(src's, tgt's, tgt): tgt's chain singular
+                continue
+            if self._merging_copy:
+                sd = a.softdirty if a.start < lo else v.softdirty  # prev survives, else next
+            else:
+                sd = src.softdirty  # vm_flags = newflags, the changed VMA's own
+            out[-1] = replace(a, end=v.end, softdirty=sd, anon_vma=a.anon_vma or v.anon_vma,
+                              fork_child=a.fork_child or v.fork_child)
+        mm.vmas = out
 
     def _swap_pte_batch_ok(self, mm, s, fbase, nr) -> bool:
         # swapin_maps_one_page: no "entirely map large folios found in swapcache" batch

@@ -34,6 +34,9 @@ class PhysMem:
         self.dirty = np.zeros(n, dtype=bool)  # on heads
         self.writeback = np.zeros(n, dtype=bool)  # on heads
         self.lazyfree = np.zeros(n, dtype=bool)  # on heads: MADV_FREE'd (anon, !swapbacked)
+        # on heads: folio_test_partially_mapped(), on the deferred split queue since an rmap
+        # removal left it partly mapped; sticky until the folio is split or freed
+        self.partially_mapped = np.zeros(n, dtype=bool)
         # Blocks are handed out lowest first; order-0 pages come from blocks broken up for them.
         self._free_blocks = list(range(CAPACITY_BLOCKS - 1, 0, -1))  # block 0 holds the zero page
         self._free_small: list[int] = []
@@ -67,6 +70,7 @@ class PhysMem:
         self.dirty[pfn] = False
         self.writeback[pfn] = False
         self.lazyfree[pfn] = False
+        self.partially_mapped[pfn] = False
         return pfn
 
     def _take_block(self) -> int:
@@ -93,6 +97,7 @@ class PhysMem:
         self.dirty[pfns] = False
         self.writeback[pfns] = False
         self.lazyfree[pfns] = False
+        self.partially_mapped[pfns] = False
         return pfns
 
     def nr_pages(self, head: int) -> int:
@@ -140,6 +145,7 @@ class PhysMem:
         self.dirty[sl] = self.dirty[head]
         self.writeback[sl] = self.writeback[head]
         self.lazyfree[sl] = self.lazyfree[head]
+        self.partially_mapped[sl] = False  # __folio_split() takes it off the deferred queue
 
     def live_folios(self) -> np.ndarray:
         """Head pfns of every allocated folio except the zero page."""

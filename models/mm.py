@@ -187,6 +187,7 @@ class Kernel:
         self.written: tuple | None = None
         self.output: np.ndarray | None = None  # what an op hands back besides its result (mincore)
         self._next_anon_vma = 1
+        self._mapped_before: dict[int, np.ndarray] = {}  # queue_partially_mapped()'s last view
         self._dispatch = {cls: getattr(self, "op_" + cls.name) for cls in O.OPS}
         missing = [h for h in self.PMD_LEVEL_HOOKS if not hasattr(self, h)]
         if missing:
@@ -214,7 +215,40 @@ class Kernel:
             lo, hi = O.FIELD_BOUNDS.get(kind, (None, None))
             if lo is not None and not (isinstance(v, (int, bool)) and lo <= v <= hi):
                 raise BadOp(f"{op.name}: field {f.name}={v!r} is outside {lo}..{hi}")
-        return handler(op)
+        ret = handler(op)
+        self.queue_partially_mapped()
+        return ret
+
+    def queue_partially_mapped(self) -> None:
+        """__folio_remove_rmap() (7.3 mm/rmap.c:1878): `if (partially_mapped &&
+        folio_test_anon(folio) && !folio_test_partially_mapped(folio))
+        deferred_split_folio(folio, true)`, where partially_mapped is "some page lost its last
+        mapping and some page is still mapped" (a PMD mapping maps every page), and
+        deferred_split_folio() (mm/huge_memory.c:4569) returns early for a folio in the swap
+        cache. Checked after each op, per large folio, against its mapped pages after the op
+        before: flagged when a page it mapped then is mapped no more, another still is, and it
+        is outside the swap cache. Reclaim's try_to_unmap() takes a THP's PTEs off one by one,
+        but the folio is in the swap cache by then (add_to_swap() comes first), so a swap-out
+        never flags it (kernel-check: a THP swapped out, partly faulted back and evicted is not
+        split). Simplification: a removal inside an op that leaves the swap cache, or passes
+        through a partly mapped state, in the same op is judged by where the op ends."""
+        mem = self.mem
+        before, self._mapped_before = self._mapped_before, {}
+        for head in (mem.order[:mem.high_water] > 0).nonzero()[0]:
+            head = int(head)
+            if mem.head[head] != head:
+                continue
+            if mem.entire_mapcount[head]:
+                now = np.ones(HPAGE_PMD_NR, dtype=bool)
+            else:
+                now = mem.mapcount[head:head + HPAGE_PMD_NR] > 0
+            self._mapped_before[head] = now
+            was = before.get(head)
+            if was is None or mem.partially_mapped[head] or mem.in_swapcache(head) \
+                    or not now.any() or now.all():
+                continue
+            if (was & ~now).any():
+                mem.partially_mapped[head] = True
 
     def _new_anon_vma(self) -> int:
         self._next_anon_vma += 1
@@ -472,9 +506,9 @@ class Kernel:
             pfns = mm.pte_pfn[pres]
             anon = pfns[pfns != ZERO_PFN]
             if anon.size:
-                # dirty bits move to the folio (zap_present_folio_ptes), then the rmap goes
-                dirty_heads = mem.head[mm.pte_pfn[pres[mm.pte_dirty[pres] & (pfns != ZERO_PFN)]]]
-                mem.dirty[dirty_heads] = True
+                # zap_present_folio_ptes() (7.3 mm/memory.c:1790): an anon folio's PTEs are
+                # cleared without moving their dirty bit to the folio ("We don't need up-to-date
+                # accessed/dirty bits"); only a file folio gets folio_mark_dirty() (:1780)
                 mem.mapcount[anon] -= 1
                 mm.anonpages -= anon.size
                 self.folios_put_if_unused(np.unique(mem.head[anon]))
@@ -883,8 +917,8 @@ class Kernel:
         self.mmlist_add(mm.pid)
 
     def _partially_mapped(self, head: int) -> bool:
-        mem = self.mem
-        return not mem.entire_mapcount[head] and not mem.mapcount[head:head + HPAGE_PMD_NR].all()
+        """On the deferred split queue as partially mapped (folio_test_partially_mapped())."""
+        return bool(self.mem.partially_mapped[head])
 
     def _split_to_list(self, head: int) -> list[int]:
         """split_folio_to_list(): the surviving order-0 folios, to be reclaimed in this pass."""
@@ -1012,6 +1046,14 @@ class Kernel:
             for r in ((mm.pmd_kind == PMD_HUGE) & (mm.pmd_pfn == head)).nonzero()[0]:
                 # unmap_folio(): try_to_migrate(TTU_SPLIT_HUGE_PMD) -> a freeze split
                 self._split_present_huge_pmd(mm, int(r), freeze=True)
+            # try_to_migrate_one() (7.3 mm/rmap.c:2650): `if (pte_dirty(pteval))
+            # folio_mark_dirty(folio)` for every PTE it replaces by a migration entry, so a
+            # dirty PTE makes every piece dirty (kernel-check --generate seed 1, sequence 144:
+            # the split-off pieces of a swap-cache THP were written out again)
+            if not mem.dirty[head] and (mm.pte_dirty & (mm.pte_kind == PTE_PRESENT)
+                                        & (mm.pte_pfn >= head)
+                                        & (mm.pte_pfn < head + HPAGE_PMD_NR)).any():
+                mem.dirty[head] = True
         mem.split_folio_to_order0(head)
         if not vma_locked:
             self.remap_unused_to_zeropage(head)
@@ -1194,25 +1236,29 @@ class Kernel:
         mm.pte_write[pres] = writable
 
     def _evict_split_partially_mapped(self) -> None:
-        """Reclaim during evict splits every mapped, partially mapped large folio outside the
-        swap cache. The mlock pass leaves such a folio evictable: mlock_pte_range() (7.3
-        mm/mlock.c:350) mlocks a large folio only where one VMA maps all of it
-        (allow_mlock_munlock(), :319). memcg reclaim then splits it, by shrink_folio_list()'s
-        "Split partially mapped folios right away" (mm/vmscan.c:1272; folio_referenced_one(),
-        mm/rmap.c:934, counts no reference for its PTEs in the VM_LOCKED VMA) or by the
-        deferred-split shrinker it runs (deferred_split_scan(), mm/huge_memory.c:4660). Its
-        VMAs are VM_LOCKED then, so try_to_map_unused_to_zeropage() (mm/migrate.c:313) maps no
-        zero-filled subpage to the zero page, and the mapped pieces stay (try_to_unmap_one()
-        aborts on VM_LOCKED). The unmapped pages, the head too, are freed without a write: the
-        real kernel shows pswpout +0 (corpus/realkernel/linux73-evict_splits_partially_mapped_thp).
-        Found by kernel-check --generate seed 1, sequences 493, 579, 625, 636, 772, 866: a later
-        split_huge_pages mapped the zero page in the model only."""
+        """Reclaim during evict splits every mapped large folio on the deferred split queue as
+        partially mapped (queue_partially_mapped()), in the swap cache or not. memcg reclaim
+        runs the deferred-split shrinker after each LRU pass (shrink_node_memcgs() ->
+        shrink_slab(), 7.3 mm/vmscan.c:6222; deferred_split_scan(), mm/huge_memory.c:4656,
+        splits every folio_test_partially_mapped() one it can), and once memory.reclaim has
+        run out of LRU pages it reaches priority 0, where the shrinker scans a queue of one.
+        Outside the swap cache shrink_folio_list()'s "Split partially mapped folios right
+        away" (mm/vmscan.c:1272) gets there first. The mlock pass leaves a partly mapped folio
+        evictable: mlock_pte_range() (mm/mlock.c:350) mlocks a large folio only where one VMA
+        maps all of it (allow_mlock_munlock(), :319). Its VMAs are VM_LOCKED then, so
+        try_to_map_unused_to_zeropage() (mm/migrate.c:313) maps no zero-filled subpage to the
+        zero page, and the mapped pieces stay (try_to_unmap_one() aborts on VM_LOCKED).
+        Unmapped pieces outside the swap cache, or whose slot nobody references, are freed
+        without a write (real kernel: pswpout +0,
+        corpus/realkernel/linux73-evict_splits_partially_mapped_thp); the others are left to
+        op_evict()'s writeout. Found by kernel-check --generate seed 1, sequences 493, 579,
+        625, 636, 772, 866 (a later split_huge_pages mapped the zero page in the model only)
+        and 144 (a swap-cache THP partly mapped again: the kernel wrote 343 pieces out)."""
         mem = self.mem
         for head in mem.live_folios():
             head = int(head)
-            if mem.head[head] != head or mem.nr_pages(head) == 1 or mem.in_swapcache(head) \
-                    or mem.writeback[head] or not mem.folio_mapped(head) \
-                    or not self._partially_mapped(head):
+            if mem.head[head] != head or mem.nr_pages(head) == 1 or mem.writeback[head] \
+                    or not mem.folio_mapped(head) or not self._partially_mapped(head):
                 continue
             self.split_folio(head, vma_locked=True)
 
@@ -1597,9 +1643,15 @@ class Kernel:
                 continue
             if p >= VA_PAGES:
                 return O.SIGSEGV
-            if write:
+            vma = mm.find_vma(p)
+            if write and vma is not None and vma.prot & 2:
                 # every write fault that gets here maps an anonymous folio (do_anonymous_page(),
-                # wp_page_copy(), or a swap-in in a VMA that already has an anon_vma)
+                # wp_page_copy(), or a swap-in in a VMA that already has an anon_vma). One on a
+                # VMA without VM_WRITE never reaches handle_mm_fault(): access_error() (7.3
+                # arch/x86/mm/fault.c:1058, :1338) sends SIGSEGV first, so the VMA gets no
+                # anon_vma and fork copies none of its PTEs (vma_needs_copy(),
+                # mm/memory.c:1564; kernel-check --generate seed 1, sequence 237: a zero-page
+                # PTE in the model's child only)
                 self.anon_vma_prepare(mm, p)
             if write and self._batch_write_faults(mm, p, hi):
                 continue
@@ -1910,12 +1962,22 @@ class Kernel:
         sw, mem = self.swap, self.mem
         if sw is None:
             return O.OK  # get_scan_count(): no swap, so reclaim scans no anon LRU
+        for h in self._cached_heads():
+            if mem.writeback[h]:
+                sw.end_writeback(mem, h)  # long done on the real device when evict runs
         self._evict_split_partially_mapped()
+        # pageout() of an unmapped dirty folio whose slots are still referenced (pieces of a
+        # split swap-cache THP): swap_writeout() writes it again, then it goes like a clean one
+        for h in self._cached_heads():
+            nr = mem.nr_pages(h)
+            if mem.dirty[h] and not mem.folio_mapped(h) \
+                    and (sw.count[mem.swap[h:h + nr]] > 0).any():
+                self.swap_writeout(h)
+                if mem.writeback[h]:
+                    sw.end_writeback(mem, h)
         heads = np.array(self._cached_heads(), dtype=np.int64)
         if not heads.size:
             return O.OK
-        for h in heads[mem.writeback[heads]]:
-            sw.end_writeback(mem, int(h))
         small = heads[mem.order[heads] == 0]
         drop = small[(mem.mapcount[small] == 0) & ~mem.dirty[small]]
         if drop.size:  # order-0 folios in one go: __remove_mapping() + free

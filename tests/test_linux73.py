@@ -869,3 +869,102 @@ def test_uffd_register_skips_a_vma_registered_already():
     apply(k, O.UffdRegister(0, 2 * N + 100, 50))
     assert _vmas(k)[1:] == [(2 * N, 2 * N + 100), (2 * N + 100, 2 * N + 150), (2 * N + 150, 3 * N)]
     assert k.mms[0].pmd_kind[2] == PMD_TABLE
+
+
+# ---- kernel-check --generate seed 1: the last four open disagreements --------------------------
+def test_zap_leaves_an_anon_folio_clean_so_madv_free_still_discards_it():
+    """zap_present_folio_ptes() (7.3 mm/memory.c:1790) clears an anon folio's PTEs without
+    folio_mark_dirty(): only a file folio takes the PTE's dirty bit (:1780). The child's
+    MADV_FREE of a page still shared with the parent clears only its own PTE's dirty bit and
+    marks the (clean) folio lazyfree; the parent's MADV_DONTNEED of its dirty PTE leaves the
+    folio clean, so the child's MADV_PAGEOUT discards the page without a write (sequence 467)."""
+    k = LegacyKernel()
+    apply(k, O.Mmap(0, 0, N, hugepage=False))
+    apply(k, O.Write(0, 0, 8, value=3))
+    apply(k, O.Fork(0))
+    apply(k, O.Free(1, 0, 8))
+    apply(k, O.Dontneed(0, 0, 8))
+    pswpout = k.vmstat["pswpout"]
+    apply(k, O.Pageout(1, 0, 8))
+    assert_pages(k, 1, np.arange(8), state=NONE)
+    assert k.vmstat["pswpout"] == pswpout
+    assert_counters(k, 1, 0, 0)
+
+
+def _partly_mapped_swap_cache_thp() -> LegacyKernel:
+    """A THP swapped out whole to a disk: it stays in the swap cache after the write, which
+    ends here as on the real disk (kernel-check ends the model's writeback after every op).
+    [400, 512) is unmapped, so no fault can map the folio whole again, and pages 100..109 are
+    written back in: ten dirty PTEs on a folio the swap cache keeps (its other slots are still
+    referenced)."""
+    k = LegacyKernel()
+    _thp(k)
+    apply(k, O.Pageout(0, 0, N))
+    head = int(k.mem.head[k.swap.cache[THP_SLOT]])
+    k.swap.end_writeback(k.mem, head)
+    apply(k, O.Munmap(0, 400, N - 400))
+    apply(k, O.Write(0, 100, 10, value=4))
+    assert int(k.mem.head[k.mms[0].pte_pfn[100]]) == head
+    assert k.mem.nr_pages(head) == N and k.mem.in_swapcache(head)
+    return k
+
+
+def test_split_takes_the_ptes_dirty_bit_and_evict_writes_the_pieces_out():
+    """MADV_PAGEOUT splits the partly mapped swap-cache THP (madvise_cold_or_pageout_pte_range(),
+    mm/madvise.c). try_to_migrate_one() (7.3 mm/rmap.c:2650) moves each PTE's dirty bit to the
+    folio, so every piece is dirty: the ten mapped ones are written now, and reclaim during evict
+    writes the 390 unmapped ones whose slots the swap PTEs still reference; the 112 whose slots
+    the munmap freed are dropped by the split without a write (sequence 144: the kernel wrote
+    343 pieces at evict, the model none)."""
+    k = _partly_mapped_swap_cache_thp()
+    pswpout = k.vmstat["pswpout"]
+    apply(k, O.Pageout(0, 0, 400))
+    assert k.vmstat["pswpout"] == pswpout + 10
+    apply(k, O.Evict())
+    assert k.vmstat["pswpout"] == pswpout + 400
+    assert_pages(k, 0, np.arange(400), state=SWAPPED)
+    assert_slots(k, THP_SLOT + np.arange(400), count=1, cached=False)
+    apply(k, O.Fault(0, 105, write=False))
+    apply(k, O.Fault(0, 200, write=False))
+    assert_pages(k, 0, [105, 200], state=PRESENT, contents=[val(4, 105), val(1, 200)])
+
+
+def test_a_thp_partly_unmapped_in_the_swap_cache_is_not_queued_for_deferred_split():
+    """deferred_split_folio() (7.3 mm/huge_memory.c:4569) returns early for a folio in the swap
+    cache, and reclaim adds a THP to the swap cache before try_to_unmap() takes its PTEs off one
+    by one: the swapped-out THP is never flagged partially mapped, so evict's reclaim (the
+    deferred-split shrinker, shrink_folio_list()) leaves it whole and writes nothing (the real
+    kernel: pswpout +0 at evict when no MADV_PAGEOUT split it first). A THP that loses a page
+    outside the swap cache is flagged, and evict splits it."""
+    k = _partly_mapped_swap_cache_thp()
+    head = int(k.mem.head[k.mms[0].pte_pfn[100]])
+    assert not k.mem.partially_mapped[head]
+    pswpout = k.vmstat["pswpout"]
+    apply(k, O.Evict())
+    assert k.vmstat["pswpout"] == pswpout
+    assert k.mem.head[head] == head and k.mem.nr_pages(head) == N
+    apply(k, O.Mmap(0, 2 * N, N, hugepage=True))
+    apply(k, O.Write(0, 2 * N, N, value=5))
+    apply(k, O.Dontneed(0, 2 * N, 1))
+    other = int(k.mem.head[k.mms[0].pte_pfn[2 * N + 1]])
+    assert k.mem.partially_mapped[other]
+    apply(k, O.Evict())
+    assert k.mem.nr_pages(int(k.mem.head[k.mms[0].pte_pfn[2 * N + 1]])) == 1
+
+
+def test_a_write_to_a_read_only_vma_gives_it_no_anon_vma():
+    """access_error() (7.3 arch/x86/mm/fault.c:1058, :1338) sends SIGSEGV for a write to a VMA
+    without VM_WRITE before handle_mm_fault(), so no anon_vma_prepare(): the read fault after it
+    maps the zero page, still without an anon_vma, and fork copies none of the VMA's page
+    tables (vma_needs_copy(), mm/memory.c:1564). The child faults the zero page in itself
+    (sequences 237, 355: a zero-page PTE in the model's child only, and a merge the kernel did
+    not make, so an mremap over both VMAs gave 0 where the kernel gave -EFAULT)."""
+    k = LegacyKernel()
+    apply(k, O.Mmap(0, 0, N, hugepage=False))
+    apply(k, O.Mprotect(0, 0, N, prot=O.PROT_READ))
+    assert k.apply(O.Write(0, 0, 1, value=6)) == O.SIGSEGV
+    apply(k, O.Fault(0, 5, write=False))
+    assert [v.anon_vma for v in k.mms[0].vmas] == [0]
+    apply(k, O.Fork(0))
+    assert_pages(k, 0, [5], state=PRESENT, contents=0)
+    assert_pages(k, 1, [5], state=NONE)
