@@ -108,7 +108,8 @@ def _op_row(i: int, op: O.Op) -> str:
     a = b = c = d = 0
     if k in (O.Mmap,):
         a, b, c = op.start, op.npages, int(op.hugepage)
-    elif k in (O.Munmap, O.Pageout, O.Dontneed, O.Free, O.UffdRegister, O.Willneed, O.Mincore):
+    elif k in (O.Munmap, O.Pageout, O.Dontneed, O.Free, O.UffdRegister, O.Willneed, O.Mincore,
+               O.Cold):
         a, b = op.start, op.npages
     elif k is O.Write:
         a, b, c = op.start, op.npages, op.value
@@ -250,6 +251,9 @@ RUNTIME = r"""
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
+#endif
+#ifndef MADV_COLD
+#define MADV_COLD 20
 #endif
 #ifndef MADV_PAGEOUT
 #define MADV_PAGEOUT 21
@@ -620,6 +624,8 @@ static int run_op(const struct op *o, int arg, int *extra)
 		return madv(o->a, o->b, MADV_FREE);
 	case OP_WILLNEED:
 		return madv(o->a, o->b, MADV_WILLNEED);
+	case OP_COLD:
+		return madv(o->a, o->b, MADV_COLD);
 	case OP_MINCORE:
 		return do_mincore(o);
 	case OP_MPROTECT: {

@@ -126,6 +126,11 @@ class _Gen:
         r = self.swapped_region(pid)
         if r is None or self.chance(0.3):
             return self.partial_in(pid)
+        return self.partial_of_region(r)
+
+    def partial_of_region(self, r: int) -> tuple[int, int]:
+        """A range that covers region r in part: its head, its tail (maybe into the next region),
+        or strictly inside it."""
         base = r * P
         kind = self.r.randrange(3)
         if kind == 0:  # head of the region
@@ -359,6 +364,22 @@ class _Gen:
             start, n = self._zap_target(pid)
         self.emit(O.Mincore(pid, start, n))
 
+    def cold(self) -> None:
+        """MADV_COLD of part of a filled region (its THP split as by MADV_PAGEOUT) or of a
+        swapped range; then often a pageout of the whole region, so the split shows in what
+        reclaim writes and how the region comes back."""
+        pid = self.pid()
+        filled = sorted(self.s.filled.get(pid, ()))
+        if filled and self.chance(0.6):
+            r = self.r.choice(filled)
+            start, n = self.partial_of_region(r)
+        else:
+            start, n = self._zap_target(pid)
+        self.emit(O.Cold(pid, start, n))
+        if self.chance(0.5):
+            self.emit(O.Pageout(pid, start - start % P, P))
+            self.s.paged_out = True
+
     def mremap(self) -> None:
         pid = self.pid()
         r = self.swapped_region(pid)
@@ -567,7 +588,7 @@ MOVES: dict[str, int] = {
     "uffd_wp": 3, "uffd_move": 3, "clear_refs": 3, "exit": 1, "knob": 3, "invalid": 2,
     "wp_then_swap": 3, "soft_dirty_cycle": 3, "swapcache_cycle": 3, "swapoff_cycle": 2,
     "uffd_remap": 2, "shared_move": 2, "willneed": 3, "mincore": 3, "mixed_cache_cycle": 2,
-    "zswap_cycle": 2,
+    "zswap_cycle": 2, "cold": 2,
 }
 _MOVE_NAMES = tuple(MOVES)
 _MOVE_CUM = []

@@ -730,7 +730,10 @@ class Kernel:
     # reclaim (mm/madvise.c, mm/vmscan.c, mm/rmap.c): shared folio-level steps
     # =====================================================================================
     def madvise_cold_or_pageout_pte_range(self, mm: MM, lo: int, hi: int) -> list[int]:
-        """Collect the folios MADV_PAGEOUT isolates from [lo, hi) (exclusively mapped ones only)."""
+        """The walk MADV_PAGEOUT and MADV_COLD share (7.3 mm/madvise.c:362, `pageout` only
+        chooses reclaim_pages() or folio_deactivate() at the end): large folios the range covers
+        in part are split, and the folios MADV_PAGEOUT would isolate from [lo, hi) are returned
+        (exclusively mapped ones only)."""
         folios: list[int] = []
         for r, a, b in regions_of(lo, hi):
             if mm.pmd_kind[r] in (PMD_HUGE, PMD_SWAP):
@@ -1851,6 +1854,15 @@ class Kernel:
         def pageout(mm, a, b):
             self.shrink_folio_list(self.madvise_cold_or_pageout_pte_range(mm, a, b))
         return self._madvise_walk(mm, lo, hi, pageout)
+
+    def op_cold(self, op: O.Cold) -> int:
+        """madvise_cold() (7.3 mm/madvise.c:604): -EINVAL for a VM_LOCKED VMA (none outside
+        evict in the model), then madvise_cold_page_range(): the pageout walk with pageout=false.
+        Its splits happen as for MADV_PAGEOUT; what it does besides, folio_deactivate() and
+        clearing the young bits (:448, :540, :563), touches the LRU and accessed bits, which
+        the model does not have, and changes nothing the fuzzer observes."""
+        lo, hi = self._range(op)
+        return self._madvise_walk(self.mms[op.pid], lo, hi, self.madvise_cold_or_pageout_pte_range)
 
     def op_dontneed(self, op: O.Dontneed) -> int:
         lo, hi = self._range(op)

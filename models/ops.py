@@ -186,6 +186,17 @@ class Willneed(Op):
 
 
 @dataclass(frozen=True)
+class Cold(Op):
+    """madvise(MADV_COLD): deactivate the range's pages; a large folio the range covers only in
+    part is split first, as MADV_PAGEOUT does, but nothing is reclaimed."""
+
+    name = "cold"
+    pid: int = _pid()
+    start: int = _page()
+    npages: int = _npages()
+
+
+@dataclass(frozen=True)
 class Mincore(Op):
     """mincore(): per page, is it resident (mapped, or its swap slot cached)? The answer vector
     is the op's output (`Kernel.output`), compared like a result."""
@@ -299,7 +310,7 @@ class ZswapEnable(Op):
 OPS: tuple[type[Op], ...] = (
     Mmap, Munmap, Write, Fault, Pageout, Evict, Fork, Exit, Mprotect, Dontneed, Free, MremapMove,
     MremapShrink, Swapoff, Swapon, ClearRefs, UffdRegister, UffdWp, UffdMove, SplitThp, Fragment,
-    ZswapEnable, Willneed, Mincore,
+    ZswapEnable, Willneed, Mincore, Cold,
 )
 OP_BY_NAME: dict[str, type[Op]] = {cls.name: cls for cls in OPS}
 assert len(OP_BY_NAME) == len(OPS), "duplicate op name"

@@ -118,6 +118,10 @@ DIRECTED: dict[str, list[O.Op]] = {
     "mincore_swap_pmd_base_slot": _MIXED + [O.Mincore(0, 0, N)],
     # swapoff is one reader in four of zswap_cycle, itself one move in ~90
     "unuse_ignores_zswap": [_mmap(), _fill(), O.ZswapEnable(), _PAGEOUT, O.Swapoff()],
+    # the cold move took share from free and from mixed_cache_cycle: within SEEDS a partial
+    # MADV_FREE no longer lands on a swap PMD, nor a swapoff on a mixed cache
+    "madv_free_partial_frees_whole_entry": [_mmap(), _fill(), _PAGEOUT, O.Free(0, 0, 100)],
+    "unuse_pmd_ignores_mixed_cache": _MIXED + [O.Swapoff()],
 }
 
 # For each blind spot: a trace on which the bug's mistake happens (see the class docstrings).

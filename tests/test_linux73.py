@@ -691,6 +691,29 @@ def test_willneed_reads_each_swapped_slot_order0():
     assert_pages(k, 0, [7], state=PRESENT, contents=val(1, [7]))
 
 
+def test_cold_splits_a_partly_covered_thp_and_reclaims_nothing():
+    """madvise_cold() (7.3 mm/madvise.c:604) is the MADV_PAGEOUT walk with pageout=false
+    (madvise_cold_or_pageout_pte_range(), :362): a THP the range covers whole is only
+    deactivated, one it covers in part is split (the zero-filled subpages go to the zero
+    page, M3), one mapped shared is left alone, and nothing is unmapped or written."""
+    k = LegacyKernel()
+    apply(k, O.Mmap(0, 0, N, hugepage=True))
+    apply(k, O.Write(0, 0, 300, value=1))  # pages 300.. stay zero-filled
+    apply(k, O.Cold(0, 0, N))
+    assert_pages(k, 0, np.arange(N), state=PRESENT, pmd_level=True)
+    apply(k, O.Cold(0, 10, 20))
+    assert k.mms[0].pmd_kind[0] == PMD_TABLE
+    assert_pages(k, 0, np.arange(300), state=PRESENT, pmd_level=False, contents=val(1, np.arange(300)))
+    assert_pages(k, 0, np.arange(300, N), state=PRESENT, contents=0)
+    assert k.mem.nr_pages(int(k.mem.head[k.mms[0].pte_pfn[5]])) == 1
+    assert k.vmstat["pswpout"] == 0
+    assert_counters(k, 0, 300, 0)
+    _thp(k, start=2 * N, value=2)
+    apply(k, O.Fork(0))
+    apply(k, O.Cold(0, 2 * N + 10, 20))  # folio_maybe_mapped_shared(): "Do not interfere"
+    assert_pages(k, 0, 2 * N + np.arange(N), state=PRESENT, pmd_level=True)
+
+
 def test_split_huge_pages_leaves_an_unmapped_swap_cache_thp_whole():
     """split_huge_pages_all() (7.3 mm/huge_memory.c:4719) -> split_folio() -> __folio_split():
     `anon_vma = folio_get_anon_vma(folio); if (!anon_vma) return -EBUSY` (:4197), NULL for a folio

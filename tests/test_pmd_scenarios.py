@@ -795,6 +795,19 @@ def test_pmd_swap_madvise_willneed() -> None:
     assert k.vmstat["pswpin"] == N and k.vmstat["thp_swpin_pmd"] == 1
 
 
+def test_pmd_swap_madv_cold_leaves_the_entry() -> None:
+    """[I] MADV_COLD over a PMD swap entry, whole or in part: nothing there is resident to
+    deactivate, so the converted walker skips the entry (as MADV_PAGEOUT does, v7 [S2]): the
+    entry, its slots and their counts stay, and the fault still maps the THP back whole."""
+    k = fixture_swapped()
+    apply(k, O.Cold(0, 0, N))
+    apply(k, O.Cold(0, 100, 50))
+    assert_pmd_swap_entry(k, 0)
+    assert_slots(k, SLOTS, count=1)
+    apply(k, O.Fault(0, P))
+    assert_thp(k, 0)
+
+
 def test_pmd_swap_madvise_willneed_partial_splits() -> None:
     """[I] a partial MADV_WILLNEED splits the entry, as a partial MADV_FREE does (v7 [S2]), and
     the PTE walk reads only the range's slots, order-0, as legacy does."""
