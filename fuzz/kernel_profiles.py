@@ -9,7 +9,10 @@ fuzz/kernel_fetch.py when kernel-check is given no --kernel), says which ops it 
 and how the comparison handles it:
 
   * "model"   - the profile's model (`make_model`) is the legacy model with this one function
-                overridden to the old behaviour (a subclass here; models/ is not changed);
+                overridden to the old behaviour (a subclass here; models/ is not changed).
+                Each override asks `self.old(key)`, so a model can leave one difference out:
+                `kernel-check --prove-differences` does that for each in turn and lists the
+                traces that fail without it (every such difference must have one);
   * "observe" - the observable is derived differently for this kernel (fuzz/kernelcheck.py reads
                 `observable_rules`);
   * "export"  - the op cannot be expressed; export_c raises ExportError;
@@ -439,8 +442,23 @@ class Linux61LegacyKernel(LegacyKernel):
 
     name = "legacy@linux-6.1"
 
+    def __init__(self, without: frozenset = frozenset()) -> None:
+        """`without`: difference keys to leave out (7.3 behaviour there), for
+        `kernel-check --prove-differences`."""
+        unknown = set(without) - {d.key for d in LINUX_6_1.differences if d.handling == "model"}
+        if unknown:
+            raise ValueError(f"not a model-handled difference of linux-6.1: {sorted(unknown)}")
+        self.without = frozenset(without)
+        super().__init__()
+
+    def old(self, key: str) -> bool:
+        """Does this model follow 6.1 in difference `key`?"""
+        return key not in self.without
+
     def op_mremap(self, op: O.MremapMove) -> int:
         # no_multi_vma_mremap_move: mremap_to() unmaps the destination, then vma_to_resize()
+        if not self.old("no_multi_vma_mremap_move"):
+            return super().op_mremap(op)
         mm = self.mms[op.pid]
         lo, hi = self._range(op)
         d, dend = op.dst, op.dst + op.npages
@@ -463,36 +481,41 @@ class Linux61LegacyKernel(LegacyKernel):
         finally:
             self._merging_copy = False
 
-    def vma_merge_range(self, mm, lo: int, hi: int) -> None:
-        # unfaulted_target_refuses_merge, vm_softdirty_not_sticky: the pairs 7.3 would try, each
-        # as 6.1's vma_merge() sees it: the VMA the op changed (`src`, in [lo, hi); the right one
-        # when both are) against the one it merges into (`tgt`)
-        out = []
-        for v in sorted(mm.vmas, key=lambda v: v.start):
-            a = out[-1] if out else None
-            if a is None or a.end != v.start or not (a.start < hi and v.end > lo) \
-                    or a.flags() != v.flags() or v.pgoff != a.pgoff + (a.end - a.start):
-                out.append(v)
-                continue
-            src, tgt = (v, a) if v.start < hi and v.end > lo else (a, v)
-            if src.anon_vma != tgt.anon_vma and not (tgt.anon_vma and not src.anon_vma
-                                                      and not tgt.fork_child):
-                out.append(v)  # is_mergeable_anon_vma(src's, tgt's, tgt): tgt's chain singular
-                continue
-            if self._merging_copy:
-                sd = a.softdirty if a.start < lo else v.softdirty  # prev survives, else next
-            else:
-                sd = src.softdirty  # vm_flags = newflags, the changed VMA's own
-            out[-1] = replace(a, end=v.end, softdirty=sd, anon_vma=a.anon_vma or v.anon_vma,
-                              fork_child=a.fork_child or v.fork_child)
-        mm.vmas = out
+    @staticmethod
+    def _merge_sides(a, b, lo: int, hi: int):
+        """(src, tgt) as 6.1's vma_merge() sees a pair: the VMA the op changed (in [lo, hi); the
+        right one when both are) and the one it merges into."""
+        return (b, a) if b.start < hi and b.end > lo else (a, b)
+
+    def _vmas_mergeable(self, a, b, lo: int, hi: int) -> bool:
+        # unfaulted_target_refuses_merge: is_mergeable_anon_vma(src's, tgt's, tgt) needs tgt's
+        # anon_vma_chain singular, and an unfaulted tgt's is empty
+        if not super()._vmas_mergeable(a, b, lo, hi):
+            return False
+        if not self.old("unfaulted_target_refuses_merge"):
+            return True
+        src, tgt = self._merge_sides(a, b, lo, hi)
+        return not (src.anon_vma and not tgt.anon_vma)
+
+    def _merged_softdirty(self, a, b, lo: int, hi: int) -> bool:
+        # vm_softdirty_not_sticky: the changed VMA's own flags (vm_flags = newflags after the
+        # merge), or for copy_vma() the neighbour's it merged into (prev's, else next's)
+        if not self.old("vm_softdirty_not_sticky"):
+            return super()._merged_softdirty(a, b, lo, hi)
+        if self._merging_copy:
+            return a.softdirty if a.start < lo else b.softdirty
+        return self._merge_sides(a, b, lo, hi)[0].softdirty
 
     def _swap_pte_batch_ok(self, mm, s, fbase, nr) -> bool:
         # swapin_maps_one_page: no "entirely map large folios found in swapcache" batch
+        if not self.old("swapin_maps_one_page"):
+            return super()._swap_pte_batch_ok(mm, s, fbase, nr)
         return False
 
     def _pageout_present_huge_pmd(self, mm, r: int, a: int, b: int):
         # pageout_shared_check_is_page_mapcount: page_mapcount(pmd_page(orig_pmd)) != 1
+        if not self.old("pageout_shared_check_is_page_mapcount"):
+            return super()._pageout_present_huge_pmd(mm, r, a, b)
         mem = self.mem
         head = int(mm.pmd_pfn[r])
         if int(mem.mapcount[head]) + int(mem.entire_mapcount[head]) != 1:
@@ -503,6 +526,8 @@ class Linux61LegacyKernel(LegacyKernel):
 
     def _pageout_pte_range(self, mm, a: int, b: int) -> list[int]:
         # pageout_splits_pte_mapped_thp + pageout_shared_check_is_page_mapcount, PTE part
+        if not self.old("pageout_splits_pte_mapped_thp"):
+            return super()._pageout_pte_range(mm, a, b)
         mem = self.mem
         out: list[int] = []
         p = a
@@ -513,7 +538,9 @@ class Linux61LegacyKernel(LegacyKernel):
             pfn = int(mm.pte_pfn[p])
             head = int(mem.head[pfn])
             if mem.nr_pages(head) > 1:
-                if int(mem.mapcount[pfn]) + int(mem.entire_mapcount[head]) != 1:
+                if (int(mem.mapcount[pfn]) + int(mem.entire_mapcount[head]) != 1
+                        if self.old("pageout_shared_check_is_page_mapcount")
+                        else self.folio_maybe_mapped_shared(head)):
                     break
                 if self.split_folio(head) != 0:
                     break
@@ -553,7 +580,8 @@ class Linux61LegacyKernel(LegacyKernel):
         sw.put(np.array([slot]))  # swap_free(entry); the large folio stays cached
 
     def do_swap_page(self, mm, vma, page: int, write: bool) -> int:
-        src = self._tail_cached(int(mm.pte_swp_off[page]))
+        src = self._tail_cached(int(mm.pte_swp_off[page])) if self.old("tail_page_ksm_copy") \
+            else -1
         if src >= 0:
             # tail_page_ksm_copy (+ uffd_wp_swapin_write_dirties: pte_mkdirty before the uffd-wp
             # write-protect, exclusive because the copy is fresh)
@@ -563,7 +591,8 @@ class Linux61LegacyKernel(LegacyKernel):
             return O.OK
         # uffd_wp_swapin_write_dirties: 6.1 mkdirties (and so soft-dirties) before the uffd-wp
         # write-protect, whatever do_wp_page() then does
-        dirties = write and bool(mm.pte_uw[page]) and bool(mm.pte_swp_excl[page])
+        dirties = self.old("uffd_wp_swapin_write_dirties") and write and bool(mm.pte_uw[page]) \
+            and bool(mm.pte_swp_excl[page])
         ret = super().do_swap_page(mm, vma, page, write)
         if dirties and mm.pte_kind[page] == PTE_PRESENT:
             mm.pte_dirty[page] = mm.pte_sd[page] = True
@@ -571,7 +600,8 @@ class Linux61LegacyKernel(LegacyKernel):
 
     def unuse_pte_range(self, mm, a: int, b: int) -> None:
         # tail_page_ksm_copy: unuse_pte() copies tail pages of a cached large folio too
-        for p in np.flatnonzero(mm.pte_kind[a:b] == PTE_SWAP) + a:
+        swapped = np.flatnonzero(mm.pte_kind[a:b] == PTE_SWAP) + a
+        for p in swapped if self.old("tail_page_ksm_copy") else ():
             src = self._tail_cached(int(mm.pte_swp_off[p]))
             if src >= 0:
                 self._ksm_copy_in(mm, int(p), src, False)
@@ -582,6 +612,8 @@ class Linux61LegacyKernel(LegacyKernel):
         # split_dirty_pmd_not_soft_dirty: the direct split has no pte_mkdirty() in 6.1 (clean
         # PTEs, soft-dirty only from the PMD; the folio is still marked dirty); the freeze split's
         # remove_migration_pte() does pte_mkdirty() for a dirty entry, soft-dirty on x86
+        if not self.old("split_dirty_pmd_not_soft_dirty"):
+            return super()._split_present_huge_pmd(mm, r, freeze)
         sd, dirty = bool(mm.pmd_sd[r]), bool(mm.pmd_dirty[r])
         super()._split_present_huge_pmd(mm, r, freeze)
         sl = slice(r * HPAGE_PMD_NR, (r + 1) * HPAGE_PMD_NR)
@@ -593,33 +625,42 @@ class Linux61LegacyKernel(LegacyKernel):
 
     def madvise_dontneed_single_vma(self, mm, lo: int, hi: int) -> None:
         # no_pt_reclaim: zap only; an emptied PTE table stays
+        if not self.old("no_pt_reclaim"):
+            return super().madvise_dontneed_single_vma(mm, lo, hi)
         self.unmap_page_range(mm, lo, hi)
 
     def remap_unused_to_zeropage(self, head: int) -> None:
         # no_split_zero_page_remap: zero-filled subpages stay anonymous after a split
+        if not self.old("no_split_zero_page_remap"):
+            return super().remap_unused_to_zeropage(head)
         return None
 
     def swap_writeout(self, head: int) -> None:
         # no_zeromap: every folio is written (the 7.3 model's swap_writeout() without its
         # is_folio_zero_filled() branch)
+        if not self.old("no_zeromap"):
+            return super().swap_writeout(head)
         self._swap_writepage(head)
 
     def try_to_unmap(self, head: int) -> None:
         # lazyfree_thp_split_before_discard: TTU_SPLIT_HUGE_PMD splits every PMD mapping of a
         # lazyfree THP first; the PTE walk then discards (or, if re-dirtied, keeps) the pages
         mem = self.mem
-        if mem.nr_pages(head) == HPAGE_PMD_NR and not mem.in_swapcache(head):
+        if self.old("lazyfree_thp_split_before_discard") and mem.nr_pages(head) == HPAGE_PMD_NR \
+                and not mem.in_swapcache(head):
             for mm in list(self.mms.values()):
                 for r in np.flatnonzero((mm.pmd_kind == PMD_HUGE) & (mm.pmd_pfn == head)):
                     self.split_huge_pmd_locked(mm, int(r))
         super().try_to_unmap(head)
 
 
-def make_model(profile: Profile):
-    """A fresh kernel model for `profile`."""
+def make_model(profile: Profile, without: frozenset = frozenset()):
+    """A fresh kernel model for `profile`; `without`: model-handled differences to leave out."""
+    if without and profile.name != LINUX_6_1.name:
+        raise ValueError(f"profile {profile.name} has no model-handled differences")
     if profile.model == "pmd":
         from models.pmd_swap import PmdSwapKernel
         return PmdSwapKernel()
     if profile.name == LINUX_6_1.name:
-        return Linux61LegacyKernel()
+        return Linux61LegacyKernel(without)
     return LegacyKernel()

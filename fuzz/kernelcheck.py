@@ -148,6 +148,13 @@ class KernelReport:
     note: str = ""  # how the kernel was had, when worth saying (apt unreachable: cached one used)
     check_seconds: float = 0.0  # the whole kernel_check() call: fetch, build, boot, compare
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (trace, why not expressible)
+    # --prove-differences: per model-handled difference of the profile, the agreeing traces that
+    # fail with that one difference left out of the model, as (trace, op index)
+    proofs: list[tuple[str, list[tuple[str, int | None]]]] = field(default_factory=list)
+
+    @property
+    def unproven(self) -> list[str]:
+        return [key for key, needed in self.proofs if not needed]
 
     @property
     def ok(self) -> bool:
@@ -173,6 +180,14 @@ def format_report(rep: KernelReport) -> str:
             lines += ["      " + s for s in r.mismatch.splitlines()]
     for path, why in rep.skipped:
         lines.append(f"  {'skipped':<20} {'-':>8}  {path}: {why}")
+    for key, needed in rep.proofs:
+        if needed:
+            path, idx = needed[0]
+            lines.append(f"  difference {key}: needed by {len(needed)} trace(s), e.g. {path}"
+                         + (f" (op {idx})" if idx is not None else ""))
+        else:
+            lines.append(f"  difference {key}: NOT PROVEN, every agreeing trace still agrees "
+                         "without it")
     bad = sum(not r.ok for r in rep.results)
     lines.append(f"{len(rep.results) - bad}/{len(rep.results)} traces agree with the {rep.model} "
                  f"model (profile {rep.profile}) on kernel {rep.kernel_version}"
@@ -190,6 +205,8 @@ def report_json(rep: KernelReport) -> str:
          "boot_seconds": rep.boot_seconds, "wall_seconds": rep.wall_seconds,
          "check_seconds": rep.check_seconds, "ok": rep.ok,
          "skipped": [{"trace": p, "why": w} for p, w in rep.skipped],
+         "proofs": [{"difference": k, "needed_by": [{"trace": p, "op_index": i} for p, i in n]}
+                    for k, n in rep.proofs],
          "results": [{"trace": r.path, "ok": r.ok, "ops": r.ops, "seconds": r.seconds,
                       "op_index": r.op_index, "mismatch": r.mismatch} for r in rep.results]}
     return json.dumps(d, indent=1) + "\n"
@@ -862,9 +879,11 @@ def _compare_mincore(model: np.ndarray, kv: str, n: int) -> list[str]:
             f"-1: no answer; offsets {_runs(bad)})"]
 
 
-def compare_trace(ops: list[O.Op], run: dict, prof: Profile) -> tuple[int | None, str | None]:
-    """(op index, mismatch text) of the first mismatch, or (None, None)."""
-    k = make_model(prof)
+def compare_trace(ops: list[O.Op], run: dict, prof: Profile,
+                  without: frozenset = frozenset()) -> tuple[int | None, str | None]:
+    """(op index, mismatch text) of the first mismatch, or (None, None); `without`: the
+    profile's model-handled differences to leave out of the model."""
+    k = make_model(prof, without)
     prev_vm = dict(k.vmstat)
     zswap = False
     if run.get("setup.swapon", "0") != "0":
@@ -971,13 +990,14 @@ def _new_report(boot: dict, tree: KernelTree, prof: Profile, accel: str, wall: f
                         skipped=list(skipped))
 
 
-def judge(path: str, ops: list[O.Op], run: dict | None, prof: Profile) -> TraceResult:
+def judge(path: str, ops: list[O.Op], run: dict | None, prof: Profile,
+          without: frozenset = frozenset()) -> TraceResult:
     """The TraceResult of one trace's kernel output `run` (None: the guest never ran it)."""
     if run is None:
         return TraceResult(path, False, len(ops), None, "the guest never ran this trace")
     secs = (float(run["t1"]) - float(run["t0"])) if "t1" in run and "t0" in run else None
     try:
-        idx, why = compare_trace(ops, run, prof)
+        idx, why = compare_trace(ops, run, prof, without)
     except (KeyError, ValueError, IndexError) as e:
         idx, why = None, f"unparsable kernel output ({type(e).__name__}: {e})"
     if why and run.get("dmesg"):
@@ -1032,13 +1052,16 @@ def _pick_profile(model: str, tree: KernelTree | None, profile: str | None) -> P
 def kernel_check(trace_paths, kernel: str | None = None, model: str = "legacy",
                  profile: str | None = None, timeout: float | None = None,
                  per_trace_timeout: int = 60, keep_log: str | None = None,
-                 log=None, skip_inexpressible: bool = False) -> KernelReport:
+                 log=None, skip_inexpressible: bool = False,
+                 prove_differences: bool = False) -> KernelReport:
     """Run every trace on a real kernel in one qemu boot and compare with `model` op by op.
 
     Without `kernel` the profile's Debian package is fetched (or the cached copy verified): the
     profile is `profile`, else linux-7.3 (--model pmd: mainline-pmd, which names no package).
     A trace the profile cannot express is an error, or with `skip_inexpressible` left out and
-    listed in the report's `skipped`."""
+    listed in the report's `skipped`. With `prove_differences`, every model-handled difference
+    of the profile is left out of the model in turn and the agreeing traces are compared again
+    from the same boot: the report's `proofs` lists, per difference, the traces that need it."""
     t_start = time.monotonic()
     traces: list[tuple[str, list[O.Op]]] = []
     for p in trace_paths:
@@ -1094,6 +1117,18 @@ def kernel_check(trace_paths, kernel: str | None = None, model: str = "legacy",
     rep = _new_report(boot, tree, prof, accel, wall, cmdline, skipped)
     for n, (path, ops) in enumerate(traces):
         rep.results.append(judge(path, ops, runs.get(f"t{n:03d}"), prof))
+    if prove_differences:
+        agreeing = [(n, path, ops) for n, ((path, ops), r) in enumerate(zip(traces, rep.results))
+                    if r.ok]
+        for d in prof.differences:
+            if d.handling != "model":
+                continue
+            needed = []
+            for n, path, ops in agreeing:
+                r = judge(path, ops, runs.get(f"t{n:03d}"), prof, frozenset({d.key}))
+                if not r.ok:
+                    needed.append((path, r.op_index))
+            rep.proofs.append((d.key, needed))
     rep.check_seconds = time.monotonic() - t_start
     return rep
 
@@ -1148,13 +1183,14 @@ def add_cli_commands(sub, usage_error) -> None:
             rep = kernel_check(_trace_files(args.traces), kernel=args.kernel, model=args.model,
                                profile=args.profile, timeout=args.timeout, keep_log=args.log,
                                log=lambda s: print(f"kernel-check: {s}", file=sys.stderr),
-                               skip_inexpressible=args.skip_inexpressible)
+                               skip_inexpressible=args.skip_inexpressible,
+                               prove_differences=args.prove_differences)
         except KernelCheckError as e:
             raise usage_error(str(e)) from None
         print(format_report(rep))
         if args.json:
             Path(args.json).write_text(report_json(rep))
-        return 0 if rep.ok else 1
+        return 0 if rep.ok and not rep.unproven else 1
 
     def cmd_generate(args) -> int:
         from .kernel_generate import format_generate, generate_check
@@ -1198,6 +1234,10 @@ def add_cli_commands(sub, usage_error) -> None:
                    f"({pkgs}). Default {DEFAULT_PROFILE}, or with --kernel the profile of its "
                    "version (--model pmd: mainline-pmd)")
     r.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON")
+    r.add_argument("--prove-differences", action="store_true",
+                   help="after the check, leave each of the profile's model-handled differences "
+                        "out in turn and compare the agreeing traces again (same boot): lists the "
+                        "traces each difference is needed for, exit 1 if one is needed by none")
     r.add_argument("--skip-inexpressible", action="store_true",
                    help="leave out (and list) traces the profile cannot express, e.g. UFFDIO_MOVE "
                    "on linux-6.1, instead of stopping")

@@ -286,17 +286,17 @@ class Kernel:
         out: list[Vma] = []
         for v in sorted(mm.vmas, key=lambda v: v.start):
             if out and out[-1].end == v.start and out[-1].start < hi and v.end > lo \
-                    and self._vmas_mergeable(out[-1], v):
+                    and self._vmas_mergeable(out[-1], v, lo, hi):
                 a = out[-1]
-                out[-1] = replace(a, end=v.end, softdirty=a.softdirty or v.softdirty,
+                out[-1] = replace(a, end=v.end, softdirty=self._merged_softdirty(a, v, lo, hi),
                                   anon_vma=a.anon_vma or v.anon_vma,
                                   fork_child=a.fork_child or v.fork_child)
             else:
                 out.append(v)
         mm.vmas = out
 
-    @staticmethod
-    def _vmas_mergeable(a: Vma, b: Vma) -> bool:
+    def _vmas_mergeable(self, a: Vma, b: Vma, lo: int, hi: int) -> bool:
+        """Adjacent a, b (a first) may merge; [lo, hi) is the range the op changed."""
         if a.flags() != b.flags() or b.pgoff != a.pgoff + (a.end - a.start):
             return False  # is_mergeable_vma(), and the pgoffs must be contiguous
         if a.anon_vma == b.anon_vma:
@@ -305,6 +305,10 @@ class Kernel:
             return False
         # cases 1 and 2: one side has none; not with a fork child's anon_vma
         return not (a.fork_child if a.anon_vma else b.fork_child)
+
+    def _merged_softdirty(self, a: Vma, b: Vma, lo: int, hi: int) -> bool:
+        """VM_SOFTDIRTY of a and b merged: sticky (VMA_STICKY_FLAGS, include/linux/mm.h)."""
+        return a.softdirty or b.softdirty
 
     @staticmethod
     def _reusable_anon_vma(mm: MM, v: Vma) -> int:

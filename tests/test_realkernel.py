@@ -517,10 +517,12 @@ def test_corpus_agrees_with_legacy_model_on_older_kernels(profile):
         pytest.skip(f"{profile} real-kernel check runs when asked: PMDSWAP_REALKERNEL={profile}")
     tree = _real_kernel(profile)
     traces = _expressible(profile)
-    rep = kernel_check(traces, kernel=str(tree))  # the profile follows from the version
+    # the profile follows from the version; each model-handled difference must be needed by a trace
+    rep = kernel_check(traces, kernel=str(tree), prove_differences=True)
     print("\n" + format_report(rep))
     assert rep.profile == profile and rep.kernel_version.startswith(profile[len("linux-"):])
     assert rep.ok, format_report(rep)
+    assert not rep.unproven, format_report(rep)
 
 
 def test_no_temporary_files_left_and_bad_images_are_clear(debian_kernel, tmp_path):
@@ -636,3 +638,61 @@ def test_6_1_refuses_a_move_over_several_vmas_after_unmapping_the_destination():
         got[name] = (r6, dst_unmapped, k.apply(ops[7]))
     assert got["linux-7.3"][0] == 0 and not got["linux-7.3"][1]  # the gap's VMA stays
     assert got["linux-6.1"] == (-errno.EFAULT, True, -errno.EFAULT)
+
+
+def test_6_1_model_leaves_out_one_difference_at_a_time():
+    """kernel-check --prove-differences compares again with one model-handled difference left
+    out: the 6.1 model then behaves as 7.3 there and as 6.1 everywhere else."""
+    from fuzz.kernel_profiles import make_model
+    from models import ops as O
+    model_keys = [d.key for d in PROFILES["linux-6.1"].differences if d.handling == "model"]
+    assert len(model_keys) >= 13
+    for key in model_keys:
+        assert make_model(PROFILES["linux-6.1"], frozenset({key})).without == {key}
+    with pytest.raises(ValueError, match="not a model-handled difference"):
+        make_model(PROFILES["linux-6.1"], frozenset({"no_uffdio_move"}))  # export-handled
+    with pytest.raises(ValueError, match="no model-handled differences"):
+        make_model(PROFILES["linux-7.3"], frozenset({"no_pt_reclaim"}))
+
+    def pmd_after_dontneed(k):
+        for op in (O.Mmap(0, 0, 512, hugepage=True), O.Write(0, 0, 512, value=1),
+                   O.Pageout(0, 0, 512), O.Dontneed(0, 0, 512)):
+            k.apply(op)
+        return int(k.mms[0].pmd_kind[0])
+    full = pmd_after_dontneed(make_model(PROFILES["linux-6.1"]))
+    without = pmd_after_dontneed(make_model(PROFILES["linux-6.1"], frozenset({"no_pt_reclaim"})))
+    assert without == pmd_after_dontneed(make_model(PROFILES["linux-7.3"])) != full
+
+
+@pytest.mark.parametrize("trace,key,upto,pages", [
+    ("linux73-evict_mlock_merges_vmas", "unfaulted_target_refuses_merge", 7, (1, range(0, 512))),
+    ("linux73-mremap_self_merge_softdirty", "vm_softdirty_not_sticky", 4, (0, range(0, 512))),
+])
+def test_6_1_vma_merge_rules(trace, key, upto, pages):
+    """6.1's is_mergeable_anon_vma() refuses to merge a faulted range into an unfaulted VMA, and
+    6.1 keeps the changed (or, for copy_vma(), the surviving) VMA's VM_SOFTDIRTY instead of the
+    sticky OR: the pages the real 6.1 kernel reads as not soft-dirty (kernel 0) are soft-dirty in
+    the 7.3 model and in the 6.1 model without that difference."""
+    from fuzz.kernel_profiles import make_model
+    from models.observe import observe
+    ops = parse_trace((ROOT / f"corpus/realkernel/{trace}.trace").read_text())[:upto]
+    pid, rng = pages
+
+    def soft_dirty(k):
+        for op in ops:
+            k.apply(op)
+        return bool(observe(k).procs[pid].soft_dirty[list(rng)].any())
+    assert not soft_dirty(make_model(PROFILES["linux-6.1"]))
+    assert soft_dirty(make_model(PROFILES["linux-6.1"], frozenset({key})))
+    assert soft_dirty(make_model(PROFILES["linux-7.3"]))
+
+
+def test_report_lists_unproven_differences():
+    from fuzz.kernelcheck import KernelReport, format_report, report_json
+    rep = KernelReport("6.1", "img", "linux-6.1", "legacy", "tcg", 1.0, 2.0,
+                       proofs=[("no_pt_reclaim", [("a.trace", 4)]), ("no_zeromap", [])])
+    text = format_report(rep)
+    assert "difference no_pt_reclaim: needed by 1 trace(s), e.g. a.trace (op 4)" in text
+    assert "difference no_zeromap: NOT PROVEN" in text
+    assert rep.unproven == ["no_zeromap"]
+    assert json.loads(report_json(rep))["proofs"][1] == {"difference": "no_zeromap", "needed_by": []}
