@@ -991,3 +991,28 @@ def test_a_write_to_a_read_only_vma_gives_it_no_anon_vma():
     apply(k, O.Fork(0))
     assert_pages(k, 0, [5], state=PRESENT, contents=0)
     assert_pages(k, 1, [5], state=NONE)
+
+
+def test_evict_keeps_a_zswap_readahead_folio_nothing_mapped():
+    """Measured on the 7.3 kernel (sequence 405), reason not found in the source: MADV_WILLNEED
+    reads zswap-held slots into order-0 folios that zswap_load() dirties (mm/zswap.c:1639);
+    while nothing maps them they stay in the swap cache through evict. A folio a fault read
+    from zswap and an exit unmapped again is written out (to zswap) and freed by evict."""
+    k = LegacyKernel()
+    apply(k, O.Mmap(0, 0, 64, hugepage=False))
+    apply(k, O.ZswapEnable())
+    apply(k, O.Write(0, 0, 64, value=7))
+    apply(k, O.Pageout(0, 0, 64))
+    apply(k, O.Willneed(0, 0, 8))
+    apply(k, O.Fork(0))
+    apply(k, O.Fault(1, 20, write=False))
+    apply(k, O.Exit(1))
+    apply(k, O.Mincore(0, 0, 64))
+    assert k.output[:8].all() and k.output[20] and not k.output[8:20].any()
+    for _ in range(2):
+        apply(k, O.Evict())
+        apply(k, O.Mincore(0, 0, 64))
+        assert k.output[:8].all() and not k.output[8:].any()
+    for p in (3, 20):
+        apply(k, O.Fault(0, p, write=False))
+    assert_pages(k, 0, [3, 20], state=PRESENT, contents=[val(7, 3), val(7, 20)])
