@@ -7,6 +7,7 @@ Bad input is reported as one line, `pmdswap-fuzz: error: <file>:<line>: <problem
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -142,13 +143,22 @@ def _rulers(ops: list[O.Op], div, bug: str | None, out) -> None:
 
 
 # ---- subcommands --------------------------------------------------------------------------------
+MAX_RUN_SECONDS = 7 * 24 * 3600  # a week: beyond that a campaign is a service, restart it
+MAX_LENGTH = 1024  # ops per generated sequence: one sequence must fit well inside --time
+
+
 def cmd_run(args) -> int:
-    if args.time <= 0:
-        raise UsageError(f"--time must be positive, got {args.time}")
-    if args.jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
-    if args.length < 1:
-        raise UsageError(f"--length must be at least 1, got {args.length}")
+    if not 0 < args.time <= MAX_RUN_SECONDS:  # also refuses nan
+        raise UsageError(f"--time must be a number of seconds in (0, {MAX_RUN_SECONDS}], "
+                         f"got {args.time}")
+    if args.seed is not None and args.seed < 0:
+        raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
+    max_jobs = 4 * (os.cpu_count() or 1)
+    if not 1 <= args.jobs <= max_jobs:
+        raise UsageError(f"--jobs must be 1..{max_jobs} (4 per CPU; each worker holds both "
+                         f"models in memory), got {args.jobs}")
+    if not 1 <= args.length <= MAX_LENGTH:
+        raise UsageError(f"--length must be 1..{MAX_LENGTH} ops, got {args.length}")
     art = Path(args.artifacts)
     if art.exists() and not art.is_dir():
         raise UsageError(f"{art}: --artifacts is not a directory")

@@ -95,7 +95,7 @@ from models.mm import PMD_HUGE, PMD_TABLE, PTE_PRESENT
 from models.memory import ZERO_PFN
 from models.observe import NONE, PRESENT, SWAPPED, UNMAPPED, observe
 
-from .export_c import ExportError, check_exportable, export_c_batch
+from .export_c import ExportError, check_exportable, export_c, export_c_batch
 from .kernel_fetch import (CACHE, FetchedKernel, KernelFetchError, fetch_kernel, sha256_file,
                            verify_tree)
 from .kernel_profiles import DEFAULT_PROFILE, PROFILES, Profile, make_model
@@ -1162,6 +1162,8 @@ def add_cli_commands(sub, usage_error) -> None:
     CLI's one-line bad-usage exception (exit 2)."""
 
     def cmd_export_c(args) -> int:
+        if Path(args.output).exists():
+            raise usage_error(f"{args.output}: exists; export-c does not overwrite (pick a new name)")
         try:
             ops = parse_trace_bytes(Path(args.trace).read_bytes(), args.trace)
             src = export_c(ops, Path(args.trace).stem, args.profile)
@@ -1175,6 +1177,11 @@ def add_cli_commands(sub, usage_error) -> None:
         return 0
 
     def cmd_kernel_check(args) -> int:
+        for name in ("timeout", "time_budget"):
+            v = getattr(args, name)
+            if v is not None and not 0 < v < float("inf"):
+                raise usage_error(f"--{name.replace('_', '-')} must be a positive number of "
+                                  f"seconds, got {v}")
         if args.generate is not None:
             return cmd_generate(args)
         if not args.traces:

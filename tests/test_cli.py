@@ -219,3 +219,44 @@ def test_bench_refuses_empty_measurements(capsys, args):
     assert main(["bench", *args]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "must be at least 1" in err
+
+
+# ---- the user's contract (issue 14), run as a user would: a subprocess, exit code, one line ----
+_REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+_TRACE = _REPO / "corpus/realkernel/linux73-cold-splits-partly-covered-thp.trace"
+
+
+def _cli(*argv, timeout=60):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "fuzz", *map(str, argv)], cwd=_REPO,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["run", "--seed", "-1", "--time", "1"], "--seed must be a non-negative integer"),
+    (["run", "--time", "inf"], "--time must be a number of seconds"),
+    (["run", "--time", "nan"], "--time must be a number of seconds"),
+    (["run", "--jobs", "1000", "--time", "5"], "--jobs must be 1.."),
+    (["run", "--length", "1000000", "--time", "5"], "--length must be 1..1024"),
+    (["kernel-check", "--timeout", "-1", str(_TRACE)], "--timeout must be a positive number"),
+    (["kernel-check", "--generate", "2", "--seed", "1", "--time-budget", "nan"],
+     "--time-budget must be a positive number"),
+])
+def test_bad_values_are_refused_before_any_work(argv, fragment):
+    r = _cli(*argv)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and fragment in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_export_c_writes_a_new_file_and_never_overwrites(tmp_path):
+    out = tmp_path / "repro.c"
+    r = _cli("export-c", _TRACE, "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr and "int main" in out.read_text()
+    mine = tmp_path / "mine.c"
+    mine.write_text("/* the user's own file */\n")
+    r = _cli("export-c", _TRACE, "-o", mine)
+    assert r.returncode == 2 and "exists" in r.stderr and "Traceback" not in r.stderr
+    assert mine.read_text() == "/* the user's own file */\n"
