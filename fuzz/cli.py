@@ -56,7 +56,7 @@ def bug_catalogue() -> dict[str, str] | None:
 
 
 def check_bug(name: str | None) -> str | None:
-    if name is None:
+    if name is None or name == "none":
         return None
     cat = bug_catalogue()
     if cat is None:
@@ -176,9 +176,30 @@ def cmd_run(args) -> int:
     return EXIT_DIVERGENCE if stats.divergences else EXIT_OK
 
 
+def _header_bug(path: str) -> str | None:
+    """The `# bug: NAME` line a saved reproducer starts with (corpus/regressions), if any."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096).decode("utf-8", "replace")
+    except OSError:
+        return None
+    for line in head.splitlines():
+        if not line.startswith("#"):
+            break
+        if line.startswith("# bug:"):
+            return line.split(":", 1)[1].strip() or None
+    return None
+
+
 def cmd_repro(args) -> int:
-    bug = check_bug(args.bug)
     ops, kind = _load(args.file)
+    bug = check_bug(args.bug)
+    if args.bug is None:
+        named = _header_bug(args.file)
+        if named is not None:
+            bug = check_bug(named)
+            print(f"{args.file}: its header names bug {named}; injecting it "
+                  "(--bug none runs the correct models)", file=sys.stderr)
     res = run_guarded(ops, bug)
     div = res.divergence
     notes = {div.op_index: "<- diverges here"} if div else None
@@ -249,8 +270,17 @@ def cmd_replay(args) -> int:
     if not d.is_dir():
         raise UsageError(f"{d}: not a directory")
     bug = check_bug(args.bug)
-    files = sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith(".")
-                   and p.suffix not in NOT_INPUTS)
+    entries = sorted(d.iterdir())
+    files = [p for p in entries if p.is_file() and not p.name.startswith(".")
+             and p.suffix not in NOT_INPUTS]
+    skipped = [p.name + ("/" if p.is_dir() else "") for p in entries if p not in files]
+    shown = ", ".join(skipped[:8]) + (f" and {len(skipped) - 8} more" if len(skipped) > 8 else "")
+    if not files:
+        raise UsageError(f"{d}: no inputs to replay" + (f" (skipped: {shown})" if skipped
+                                                           else " (empty directory)"))
+    if skipped:
+        print(f"{d}: skipped {len(skipped)}: {shown} (directories, hidden files, "
+              f"{' '.join(NOT_INPUTS)})", file=sys.stderr)
     rows, diverged, bad = [], 0, 0
     for p in files:
         try:
@@ -281,11 +311,27 @@ def cmd_bugs(args) -> int:
     if not cat:
         print("none")
         return EXIT_OK
+    try:
+        from models.bugs import BLIND_SPOTS
+    except ImportError:
+        BLIND_SPOTS = frozenset()
     w = max(len(n) for n in cat)
+    print(f"{'bug':<{w}}  {'status':<10}  what it gets wrong (first sentence)")
     for name in sorted(cat):
-        first = (cat[name].strip().splitlines() or [""])[0]
-        print(f"{name:<{w}}  {first}")
+        status = "blind spot" if name in BLIND_SPOTS else "findable"
+        print(f"{name:<{w}}  {status:<10}  {_first_sentence(cat[name])}")
+    print(f"{len(cat)} bugs, {sum(n in BLIND_SPOTS for n in cat)} blind spots "
+          "(a blind spot: the oracle cannot see the mistake)")
     return EXIT_OK
+
+
+def _first_sentence(doc: str) -> str:
+    """The docstring's first sentence, whole: up to '. ' or the first blank line."""
+    para = " ".join(doc.strip().split("\n\n")[0].split())
+    cut = para.find(". ")
+    while cut > 0 and para[cut - 1] == ".":  # an ellipsis ends no sentence
+        cut = para.find(". ", cut + 2)
+    return para if cut < 0 else para[:cut + 1]
 
 
 def cmd_merge_corpus(args) -> int:
@@ -364,7 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("repro", help="replay one input and explain its first divergence")
     r.add_argument("file", metavar="FILE")
-    r.add_argument("--bug", default=None, metavar="NAME")
+    r.add_argument("--bug", default=None, metavar="NAME",
+                   help="inject a catalogue bug (default: the one a `# bug:` header names; "
+                        "none: the correct models)")
     r.set_defaults(fn=cmd_repro)
 
     r = sub.add_parser("minimize", help="minimise a diverging input into a new trace")

@@ -260,3 +260,38 @@ def test_export_c_writes_a_new_file_and_never_overwrites(tmp_path):
     r = _cli("export-c", _TRACE, "-o", mine)
     assert r.returncode == 2 and "exists" in r.stderr and "Traceback" not in r.stderr
     assert mine.read_text() == "/* the user's own file */\n"
+
+
+def test_replay_of_a_directory_without_inputs_is_refused(tmp_path):
+    (tmp_path / "notes.md").write_text("not an input\n")
+    (tmp_path / "sub").mkdir()
+    r = _cli("replay", tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "no inputs to replay" in r.stderr and "notes.md" in r.stderr and "sub/" in r.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = _cli("replay", empty)
+    assert r.returncode == 2 and "empty directory" in r.stderr
+
+
+def test_repro_of_a_regression_uses_its_bug_header_unless_told_otherwise():
+    trace = _REPO / "corpus/regressions/change_huge_pmd_ignores_uffd_wp.trace"
+    r = _cli("repro", trace)
+    assert r.returncode == 1 and "DIVERGENCE" in r.stdout
+    assert "header names bug change_huge_pmd_ignores_uffd_wp" in r.stderr
+    r = _cli("repro", "--bug", "none", trace)
+    assert r.returncode == 0 and "no divergence" in r.stdout
+
+
+def test_bugs_lists_whole_first_sentences_with_a_status():
+    from models.bugs import BLIND_SPOTS, BUGS
+    r = _cli("bugs")
+    assert r.returncode == 0
+    rows = [line for line in r.stdout.splitlines()[1:-1]]
+    assert len(rows) == len(BUGS)
+    for line in rows:
+        name, status, text = line.split(None, 2) if " blind spot " not in line else \
+            (line.split()[0], "blind spot", line.split("blind spot", 1)[1].strip())
+        assert status == ("blind spot" if name in BLIND_SPOTS else "findable"), line
+        assert text.endswith(".") and not text.endswith("..."), line
+    assert r.stdout.splitlines()[-1].startswith(f"{len(BUGS)} bugs, {len(BLIND_SPOTS)} blind spots")
