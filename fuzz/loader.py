@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from models import ops as O
@@ -10,7 +11,8 @@ from models import ops as O
 from .decode import decode
 from .trace import TraceError, looks_like_trace, parse_trace_bytes
 
-__all__ = ["BadInput", "TraceError", "TRACE", "BYTES", "load_input", "read_input_bytes"]
+__all__ = ["BadInput", "TraceError", "TRACE", "BYTES", "load_input", "looks_like_text",
+           "read_input_bytes"]
 
 TRACE, BYTES = "trace", "bytes"
 TRACE_SUFFIX = ".trace"
@@ -47,4 +49,23 @@ def load_input(path: str | os.PathLike) -> tuple[list[O.Op], str]:
     name = str(path)
     if name.endswith(TRACE_SUFFIX) or looks_like_trace(data):
         return parse_trace_bytes(data, name), TRACE
+    if looks_like_text(data):
+        raise BadInput(name, "is text without the 'pmdswap-trace 1' header: not a trace, and "
+                       "raw fuzzer inputs are binary (add the header, or name it *.trace to "
+                       "see what is wrong with it)")
     return decode(data), BYTES
+
+
+_WORD = re.compile(r"[A-Za-z]{3,}")
+
+
+def looks_like_text(data: bytes) -> bool:
+    """Lines of printable UTF-8 with a word in them: a note, a log, a trace missing its header.
+    A fuzzer's raw input (random bytes, mostly unprintable) is never that in practice."""
+    if b"\n" not in data or b"\0" in data:
+        return False
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(c.isprintable() or c in "\n\r\t" for c in text) and bool(_WORD.search(text))

@@ -295,3 +295,13 @@ def test_bugs_lists_whole_first_sentences_with_a_status():
         assert status == ("blind spot" if name in BLIND_SPOTS else "findable"), line
         assert text.endswith(".") and not text.endswith("..."), line
     assert r.stdout.splitlines()[-1].startswith(f"{len(BUGS)} bugs, {len(BLIND_SPOTS)} blind spots")
+
+
+def test_text_without_the_header_is_not_run_as_fuzzer_bytes(tmp_path):
+    notes = tmp_path / "steps.txt2"
+    notes.write_text("mmap pid=0 start=0 npages=512 hugepage=1\nwrite pid=0 start=0 npages=5\n")
+    r = _cli("repro", notes)
+    assert r.returncode == 2 and "text without the 'pmdswap-trace 1' header" in r.stderr
+    raw = tmp_path / "crash-1"
+    raw.write_bytes(bytes(range(256)) * 2)  # what libFuzzer writes: binary
+    assert _cli("repro", raw).returncode in (0, 1)
