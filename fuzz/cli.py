@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -168,10 +169,15 @@ def cmd_run(args) -> int:
                    corpus=Path(args.corpus) if args.corpus else None, artifacts=art,
                    bug=check_bug(args.bug), length=args.length, profile=args.profile,
                    minimize=not args.no_minimize)
+    def _term(signum, frame):  # SIGTERM (CI timeouts, kill) ends the campaign as Ctrl-C does
+        raise KeyboardInterrupt
+    old_term = signal.signal(signal.SIGTERM, _term)
     try:
         stats = run_campaign(opts, StatusLine(sys.stderr))
     except EngineError as e:
         raise UsageError(str(e)) from None
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
     print(summary(stats))
     return EXIT_DIVERGENCE if stats.divergences else EXIT_OK
 

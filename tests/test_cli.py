@@ -305,3 +305,22 @@ def test_text_without_the_header_is_not_run_as_fuzzer_bytes(tmp_path):
     raw = tmp_path / "crash-1"
     raw.write_bytes(bytes(range(256)) * 2)  # what libFuzzer writes: binary
     assert _cli("repro", raw).returncode in (0, 1)
+
+
+def test_sigterm_ends_a_campaign_with_its_summary_and_findings(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    art = tmp_path / "art"
+    p = subprocess.Popen([sys.executable, "-m", "fuzz", "run", "--time", "120", "--seed", "3",
+                          "--bug", "fork_counts_anonpages", "--no-minimize", "--artifacts", str(art)],
+                         cwd=_REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(art.glob("*.trace")):
+        time.sleep(0.5)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 1, err[-2000:]  # the divergence it found, as after Ctrl-C
+    assert "Traceback" not in err and "interrupted" in out
+    assert any(art.glob("*.trace"))
