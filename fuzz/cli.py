@@ -148,6 +148,18 @@ MAX_RUN_SECONDS = 7 * 24 * 3600  # a week: beyond that a campaign is a service, 
 MAX_LENGTH = 1024  # ops per generated sequence: one sequence must fit well inside --time
 
 
+def _check_writable(d: Path, what: str) -> None:
+    """Create d if needed and prove a file can be written there, before any work starts."""
+    import tempfile
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=d, prefix=".write-check-"):
+            pass
+    except OSError as e:
+        raise UsageError(f"{d}: {what} is not writable ({e.strerror or e}); nothing was run, "
+                         "so nothing was lost") from None
+
+
 def cmd_run(args) -> int:
     if not 0 < args.time <= MAX_RUN_SECONDS:  # also refuses nan
         raise UsageError(f"--time must be a number of seconds in (0, {MAX_RUN_SECONDS}], "
@@ -165,6 +177,7 @@ def cmd_run(args) -> int:
         raise UsageError(f"{art}: --artifacts is not a directory")
     if args.corpus is not None and Path(args.corpus).exists() and not Path(args.corpus).is_dir():
         raise UsageError(f"{args.corpus}: --corpus is not a directory")
+    _check_writable(art, "--artifacts")  # a finding must never be lost for want of a place
     opts = Options(engine=args.engine, time=args.time, seed=args.seed, jobs=args.jobs,
                    corpus=Path(args.corpus) if args.corpus else None, artifacts=art,
                    bug=check_bug(args.bug), length=args.length, profile=args.profile,

@@ -324,3 +324,11 @@ def test_sigterm_ends_a_campaign_with_its_summary_and_findings(tmp_path):
     assert p.returncode == 1, err[-2000:]  # the divergence it found, as after Ctrl-C
     assert "Traceback" not in err and "interrupted" in out
     assert any(art.glob("*.trace"))
+
+
+@pytest.mark.parametrize("engine", ["random", "atheris"])
+def test_unwritable_artifacts_are_refused_before_the_campaign(tmp_path, engine):
+    # the tests may run as root, where permission bits do not stop a write: /proc refuses anyone
+    r = _cli("run", "--engine", engine, "--time", "5", "--artifacts", "/proc/self/pmdswap-art")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "--artifacts is not writable" in r.stderr and "nothing was run" in r.stderr
