@@ -16,6 +16,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -85,8 +86,15 @@ class Findings:
                             f" -> {finding.trace}")
         return finding
 
-    def minimize_all(self) -> None:
-        for p in self.pending:
+    def minimize_all(self, deadline: float | None = None) -> None:
+        """Minimise the pending findings, as many as fit before `deadline` (monotonic): the
+        others stay saved as found, each with a note."""
+        for i, p in enumerate(self.pending):
+            if deadline is not None and time.monotonic() >= deadline:
+                left = ", ".join(q.finding.trace.name for q in self.pending[i:])
+                self.stats.notes.append(f"note: the time budget ended before minimising {left} "
+                                        "(saved as found; `pmdswap-fuzz minimize` does it later)")
+                break
             self.status.message(f"minimising {p.finding.trace.name} ({len(p.ops)} ops)...")
             out = self.artifacts.minimize(p.finding, p.ops, p.div)
             if out is None:
@@ -259,6 +267,22 @@ def _replay_cells(corpus: Path, opts: Options, stats: Stats, budget: float) -> N
         stats.notes.append(f"coverage: cells from replaying {done}/{len(files)} corpus inputs")
 
 
+def _libfuzzer_watchdog(proc, deadline: float, stats: Stats, status: StatusLine) -> None:
+    while proc.poll() is None:
+        if time.monotonic() >= deadline:
+            stats.notes.append("note: libFuzzer ended by the --time watchdog")
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            return
+        status.update(stats)
+        time.sleep(0.5)
+
+
 def run_atheris(opts: Options, stats: Stats, findings: Findings, status: StatusLine) -> None:
     try:
         import atheris  # noqa: F401
@@ -296,6 +320,12 @@ def run_atheris(opts: Options, stats: Stats, findings: Findings, status: StatusL
         log.write("$ " + " ".join(cmd) + "\n")
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                                 text=True, errors="replace", start_new_session=True)
+        # libFuzzer's -max_total_time does not bound its start (fork mode replays the whole
+        # corpus first, restarting its child after every crashing seed): a watchdog ends it at
+        # --time and keeps the status line going while libFuzzer prints nothing
+        watchdog = threading.Thread(target=_libfuzzer_watchdog, daemon=True,
+                                    args=(proc, stats.start + opts.time, stats, status))
+        watchdog.start()
         try:
             for line in proc.stdout:
                 log.write(line)
@@ -316,7 +346,12 @@ def run_atheris(opts: Options, stats: Stats, findings: Findings, status: StatusL
                 proc.wait(timeout=10)
     _process_crashes(crash_dir, seen, opts, findings, stats)
     stats.notes.append(f"libFuzzer log: {log_path} (exit status {proc.returncode})")
-    _replay_cells(corpus, opts, stats, budget=min(30.0, max(2.0, opts.time / 4)))
+    if not stats.execs and stats.divergences:
+        stats.notes.append("note: libFuzzer reported no execution count before it ended (it was "
+                           "still running its starting corpus); the divergences are from the "
+                           "crash inputs it wrote")
+    left = stats.start + opts.time + max(2.0, opts.time / 4) - time.monotonic()
+    _replay_cells(corpus, opts, stats, budget=max(0.5, min(30.0, left)))
 
 
 # ---- hypothesis ---------------------------------------------------------------------------------
@@ -386,5 +421,6 @@ def run_campaign(opts: Options, status: StatusLine | None = None) -> Stats:
         findings.pending.clear()
     status.finish(stats)
     if opts.minimize:
-        findings.minimize_all()
+        # the campaign may overrun --time by half (at least 5 s) for its findings' minimisation
+        findings.minimize_all(deadline=stats.start + opts.time + max(5.0, opts.time / 2))
     return stats

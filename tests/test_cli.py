@@ -332,3 +332,18 @@ def test_unwritable_artifacts_are_refused_before_the_campaign(tmp_path, engine):
     r = _cli("run", "--engine", engine, "--time", "5", "--artifacts", "/proc/self/pmdswap-art")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "--artifacts is not writable" in r.stderr and "nothing was run" in r.stderr
+
+
+def test_atheris_stops_near_its_time_even_while_libfuzzer_replays_its_corpus(tmp_path):
+    """Before the watchdog, `--engine atheris --bug X --time 10` took 146 s: libFuzzer's fork
+    mode replays the whole starting corpus (restarting after each crashing seed) before its
+    -max_total_time counts. The bound here is loose on purpose (a shared, noisy machine): the
+    point is "near --time", not a speed figure."""
+    import time
+    t0 = time.monotonic()
+    r = _cli("run", "--engine", "atheris", "--time", "3", "--seed", "1", "--bug",
+             "fork_counts_anonpages", "--artifacts", tmp_path / "art", timeout=120)
+    took = time.monotonic() - t0
+    assert r.returncode in (0, 1), r.stderr[-2000:]  # 3 s may or may not find it
+    assert "Traceback" not in r.stderr
+    assert took < 40, f"--time 3 took {took:.0f} s"
