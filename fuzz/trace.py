@@ -162,6 +162,11 @@ def _parse_op(filename: str, lineno: int, line: str) -> O.Op:
     return cls(**kwargs)
 
 
+# A trace longer than this is refused: a generated sequence has at most 1024 ops (run --length)
+# and a whole-window op runs for milliseconds, so 20 000 ops is already minutes of replay
+MAX_TRACE_OPS = 20_000
+
+
 def parse_trace(text: str, filename: str = "<trace>") -> list[O.Op]:
     """Parse a text trace; raise `TraceError(filename, line, message)` on any malformed input."""
     ops: list[O.Op] = []
@@ -185,6 +190,10 @@ def parse_trace(text: str, filename: str = "<trace>") -> list[O.Op]:
                                  f"this reader reads {HEADER!r}")
             header_seen = True
             continue
+        if len(ops) == MAX_TRACE_OPS:
+            raise TraceError(filename, lineno, f"more than {MAX_TRACE_OPS} ops: longer than "
+                             "anything the fuzzer writes or can replay in reasonable time "
+                             "(minimize it, or cut it into pieces)")
         ops.append(_parse_op(filename, lineno, line))
     if not header_seen:
         last = lineno - 1 if text.endswith("\n") else lineno

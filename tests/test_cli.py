@@ -347,3 +347,12 @@ def test_atheris_stops_near_its_time_even_while_libfuzzer_replays_its_corpus(tmp
     assert r.returncode in (0, 1), r.stderr[-2000:]  # 3 s may or may not find it
     assert "Traceback" not in r.stderr
     assert took < 40, f"--time 3 took {took:.0f} s"
+
+
+def test_a_trace_past_the_length_bound_is_refused_at_its_line(tmp_path):
+    from fuzz.trace import MAX_TRACE_OPS
+    long = tmp_path / "long.trace"
+    long.write_text("pmdswap-trace 1\n" + "fault pid=0 page=1 write=0\n" * (MAX_TRACE_OPS + 1))
+    r = _cli("repro", long)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"long.trace:{MAX_TRACE_OPS + 2}: more than {MAX_TRACE_OPS} ops" in r.stderr
