@@ -39,7 +39,8 @@ def describe(div: Divergence) -> list[str]:
     """The comment lines that head a saved trace."""
     return [f"signature: {div.signature()}",
             f"rule: {div.rule}",
-            f"op #{div.op_index}: {div.op.name} (pid {div.pid})",
+            f"op #{div.op_index}: {div.op.name}"
+            + (f" (pid {div.pid})" if div.pid is not None else " (no single process)"),
             f"detail: {div.detail}",
             f"legacy: {div.legacy}",
             f"pmd: {div.pmd}"]

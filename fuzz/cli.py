@@ -95,8 +95,8 @@ def _affected(div, models_obs) -> list[tuple[int, int]]:
     pids = [div.pid] if div.pid is not None else []
     if not pids and hasattr(div.op, "pid"):
         pids = [div.op.pid]
-    if not pids:
-        pids = sorted({p for obs in models_obs for p in obs.procs})
+    if not pids or isinstance(div.op, O.Fork):  # a fork involves the child it made too
+        pids = sorted(set(pids) | {p for obs in models_obs for p in obs.procs})
     if div.pages:
         regions = sorted({int(p) // O.HPAGE_PMD_NR for p in div.pages})
     else:
@@ -110,6 +110,9 @@ def _affected(div, models_obs) -> list[tuple[int, int]]:
                          for r in range(a // O.HPAGE_PMD_NR, (b - 1) // O.HPAGE_PMD_NR + 1)})
         out += [(pid, r) for r in rs]
     return out
+
+
+RULER_ROW = 64  # pages per ruler row: a region is 8 rows, each fits a terminal
 
 
 def _rulers(ops: list[O.Op], div, bug: str | None, out) -> None:
@@ -137,7 +140,9 @@ def _rulers(ops: list[O.Op], div, bug: str | None, out) -> None:
             if po is None:
                 print(f"  {k.name:<{width}} (no such process)", file=out)
                 continue
-            print(f"  {k.name:<{width}} |{ruler(po, r)}|", file=out)
+            line = ruler(po, r)
+            for off in range(0, len(line), RULER_ROW):  # rows of 64 pages, with their offset
+                print(f"  {k.name:<{width}} +{off:<3d} |{line[off:off + RULER_ROW]}|", file=out)
         for k, o in zip(models, obs):
             if pid in o.procs:
                 print(f"  {k.name:<{width}} vmas: {describe_vmas(o.procs[pid]) or '(none)'}", file=out)

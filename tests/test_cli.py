@@ -97,9 +97,12 @@ def test_repro_broken_model_exits_1(tmp_path, capsys, broken_model):
     out = capsys.readouterr().out
     assert "DIVERGENCE invariant:" in out
     assert "fork pid=0" in out and "<- diverges here" in out
-    rulers = [line for line in out.splitlines() if line.strip().startswith(("legacy |", "broken |"))]
-    assert rulers and all(len(line.split("|")[1]) == P for line in rulers)
-    assert any("s" in line.split("|")[1] for line in rulers)  # PTE swap entries drawn
+    rulers = [line for line in out.splitlines() if line.strip().startswith(("legacy ", "broken "))
+              and "|" in line]
+    rows = [line.split("|")[1] for line in rulers]
+    assert rows and all(len(row) == 64 for row in rows)  # a region in rows of 64 pages
+    assert len(rows) % (P // 64) == 0
+    assert any("s" in row for row in rows)  # PTE swap entries drawn
 
 
 # ---- minimize -----------------------------------------------------------------------------------
@@ -356,3 +359,12 @@ def test_a_trace_past_the_length_bound_is_refused_at_its_line(tmp_path):
     r = _cli("repro", long)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert f"long.trace:{MAX_TRACE_OPS + 2}: more than {MAX_TRACE_OPS} ops" in r.stderr
+
+
+def test_rulers_fit_a_terminal_and_show_the_forked_child():
+    r = _cli("repro", _REPO / "corpus/regressions/fork_counts_anonpages.trace")
+    assert r.returncode == 1
+    rulers = r.stdout.split("state after op", 1)[1]
+    assert "pid 0 region 3" in rulers and "pid 1 region 3" in rulers  # parent and child
+    assert max(len(line) for line in rulers.splitlines()) <= 120
+    assert "+448 |" in rulers and "None" not in r.stdout
