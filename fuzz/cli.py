@@ -10,12 +10,15 @@ import argparse
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from models import ops as O
 
 from . import runner
 from .artifacts import describe
+from .ci_reports import (finding_from_trace, junit_xml, libfuzzer_stats, refuse_existing,
+                         sarif_log, write_json)
 from .engines import ENGINES, EngineError, Options, run_campaign
 from .guard import run_guarded
 from .profiles import PROFILE_NAMES
@@ -183,6 +186,7 @@ def cmd_run(args) -> int:
     if args.corpus is not None and Path(args.corpus).exists() and not Path(args.corpus).is_dir():
         raise UsageError(f"{args.corpus}: --corpus is not a directory")
     _check_writable(art, "--artifacts")  # a finding must never be lost for want of a place
+    refuse_existing(args.sarif)
     opts = Options(engine=args.engine, time=args.time, seed=args.seed, jobs=args.jobs,
                    corpus=Path(args.corpus) if args.corpus else None, artifacts=art,
                    bug=check_bug(args.bug), length=args.length, profile=args.profile,
@@ -197,7 +201,35 @@ def cmd_run(args) -> int:
     finally:
         signal.signal(signal.SIGTERM, old_term)
     print(summary(stats))
+    print("\n".join(libfuzzer_stats(stats)))
+    if args.sarif:
+        found = [f for p in stats.saved if not str(p).endswith(".min.trace")
+                 and (f := finding_from_trace(Path(p))) is not None]
+        write_json(args.sarif, sarif_log(found, _version(), base=Path.cwd()))
+        print(f"sarif: {args.sarif} ({len(found)} results)")
     return EXIT_DIVERGENCE if stats.divergences else EXIT_OK
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version(PROG)
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _op_line(path: Path, kind: str, index: int) -> int:
+    """The line of op `index` in a text trace (1 for raw bytes)."""
+    if kind != "trace":
+        return 1
+    n = -1
+    for lineno, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        body = line.split("#", 1)[0].strip()
+        if body and not body.startswith("pmdswap-trace"):
+            n += 1
+            if n == index:
+                return lineno
+    return 1
 
 
 def _header_bug(path: str) -> str | None:
@@ -294,6 +326,7 @@ def cmd_replay(args) -> int:
     if not d.is_dir():
         raise UsageError(f"{d}: not a directory")
     bug = check_bug(args.bug)
+    refuse_existing(args.sarif, args.junit)
     entries = sorted(d.iterdir())
     files = [p for p in entries if p.is_file() and not p.name.startswith(".")
              and p.suffix not in NOT_INPUTS]
@@ -306,25 +339,38 @@ def cmd_replay(args) -> int:
         print(f"{d}: skipped {len(skipped)}: {shown} (directories, hidden files, "
               f"{' '.join(NOT_INPUTS)})", file=sys.stderr)
     rows, diverged, bad = [], 0, 0
+    cases, found = [], []  # JUnit test cases, SARIF findings
     for p in files:
+        t0 = time.monotonic()
         try:
             ops, kind = load_input(p)
         except (TraceError, BadInput) as e:
             rows.append((p.name, "-", "-", f"bad input: {e}"))
+            cases.append((p.name, time.monotonic() - t0, None, f"bad input: {e}"))
             bad += 1
             continue
         res = run_guarded(ops, bug)
-        if res.divergence is None:
+        div = res.divergence
+        if div is None:
             result = "ok"
+            cases.append((p.name, time.monotonic() - t0, None, None))
         else:
             diverged += 1
-            result = f"DIVERGES {res.divergence.signature()} at op {res.divergence.op_index}"
+            result = f"DIVERGES {div.signature()} at op {div.op_index}"
+            cases.append((p.name, time.monotonic() - t0, f"{result}\n{div.describe()}", None))
+            found.append({"path": p, "signature": div.signature(), "rule": div.rule,
+                          "op": f"op #{div.op_index}: {format_op(div.op)}",
+                          "detail": div.detail, "line": _op_line(p, kind, div.op_index)})
         rows.append((p.name, kind, str(len(ops)), result))
     w = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(("file", "kind", "ops"))]
     print(f"{'file':<{w[0]}}  {'kind':<{w[1]}}  {'ops':>{w[2]}}  result")
     for name, kind, n, result in rows:
         print(f"{name:<{w[0]}}  {kind:<{w[1]}}  {n:>{w[2]}}  {result}")
     print(f"{len(rows)} inputs: {len(rows) - diverged - bad} ok, {diverged} diverge, {bad} bad")
+    if args.junit:
+        Path(args.junit).write_text(junit_xml(f"replay {d}", cases))
+    if args.sarif:
+        write_json(args.sarif, sarif_log(found, _version(), base=Path.cwd()))
     if diverged:
         return EXIT_DIVERGENCE
     return EXIT_USAGE if bad else EXIT_OK
@@ -427,6 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--profile", choices=PROFILE_NAMES, default="ci",
                    help="Hypothesis settings profile (hypothesis engine, default ci)")
     r.add_argument("--no-minimize", action="store_true", help="do not minimise findings")
+    r.add_argument("--sarif", default=None, metavar="FILE",
+                   help="also write SARIF 2.1.0: each saved divergence a result at its trace's "
+                        "diverging op (must not exist)")
     r.set_defaults(fn=cmd_run)
 
     from .kernelcheck import add_cli_commands  # export-c and kernel-check
@@ -451,6 +500,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("replay", help="replay every trace and raw input of a directory")
     r.add_argument("dir", metavar="DIR")
+    r.add_argument("--junit", default=None, metavar="FILE",
+                   help="also write JUnit XML: each input a test case (must not exist)")
+    r.add_argument("--sarif", default=None, metavar="FILE",
+                   help="also write SARIF 2.1.0: each divergence a result (must not exist)")
     r.add_argument("--bug", default=None, metavar="NAME")
     r.set_defaults(fn=cmd_replay)
 

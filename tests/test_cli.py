@@ -368,3 +368,39 @@ def test_rulers_fit_a_terminal_and_show_the_forked_child():
     assert "pid 0 region 3" in rulers and "pid 1 region 3" in rulers  # parent and child
     assert max(len(line) for line in rulers.splitlines()) <= 120
     assert "+448 |" in rulers and "None" not in r.stdout
+
+
+def test_sarif_and_junit_reports_for_ci(tmp_path):
+    import json
+    import xml.etree.ElementTree as ET
+
+    import pydantic
+    import sarif_pydantic
+    art, sarif = tmp_path / "art", tmp_path / "run.sarif"
+    r = _cli("run", "--time", "8", "--seed", "3", "--bug", "fork_counts_anonpages",
+             "--no-minimize", "--artifacts", art, "--sarif", sarif)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "stat::number_of_executed_units:" in r.stdout and "stat::peak_rss_mb:" in r.stdout
+    doc = json.loads(sarif.read_text())
+    log = sarif_pydantic.Sarif.model_validate(doc)  # the library's model of SARIF 2.1.0
+    results = log.runs[0].results
+    assert results and all(res.level.value == "error" for res in results)
+    first = doc["runs"][0]["results"][0]
+    trace = tmp_path / first["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+    line = trace.read_text().splitlines()[first["locations"][0]["physicalLocation"]["region"]
+                                           ["startLine"] - 1]
+    assert line.startswith("fork ")  # located at the diverging op of the saved trace
+    del doc["runs"][0]["results"][0]["message"]  # and the model does check: no message, no SARIF
+    with pytest.raises(pydantic.ValidationError):
+        sarif_pydantic.Sarif.model_validate(doc)
+
+    junit = tmp_path / "replay.xml"
+    r = _cli("replay", _REPO / "corpus/regressions", "--junit", junit, "--sarif",
+             tmp_path / "replay.sarif")
+    assert r.returncode == 0, r.stderr[-2000:]
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert int(suite.get("tests")) == len(suite.findall("testcase")) > 40
+    assert suite.get("failures") == "0" and not suite.findall("testcase/failure")
+    assert sarif_pydantic.Sarif.model_validate_json((tmp_path / "replay.sarif").read_text())
+    r = _cli("replay", _REPO / "corpus/regressions", "--junit", junit)  # never over a file
+    assert r.returncode == 2 and "exists" in r.stderr
