@@ -1656,7 +1656,7 @@ class Kernel:
             if p >= VA_PAGES:
                 return O.SIGSEGV
             vma = mm.find_vma(p)
-            if write and vma is not None and vma.prot & 2:
+            if write and vma is not None and vma.prot & 2 and not self._write_traps_uffd_wp(mm, vma, p):
                 # every write fault that gets here maps an anonymous folio (do_anonymous_page(),
                 # wp_page_copy(), or a swap-in in a VMA that already has an anon_vma). One on a
                 # VMA without VM_WRITE never reaches handle_mm_fault(): access_error() (7.3
@@ -1674,6 +1674,20 @@ class Kernel:
             if ret != O.OK:
                 return ret
         return O.OK
+
+    @staticmethod
+    def _write_traps_uffd_wp(mm: MM, vma: Vma, p: int) -> bool:
+        """A write fault at p ends in handle_userfault(VM_UFFD_WP) before anything prepares an
+        anon_vma: do_wp_page()'s userfaultfd_pte_wp() (7.3 mm/memory.c) on a uffd-wp PTE, the
+        zero page's too, do_swap_page() -> do_wp_page() on a uffd-wp swap PTE, or the huge
+        PMD's wp check (kernel-check --generate seed 1, sequence 589: the model's fork copied a
+        zero-page PTE of a VMA the kernel had given no anon_vma)."""
+        if not vma.uffd_wp:
+            return False
+        r = p // HPAGE_PMD_NR
+        if mm.pmd_kind[r] in (PMD_HUGE, PMD_SWAP):
+            return bool(mm.pmd_uw[r])
+        return mm.pmd_kind[r] == PMD_TABLE and mm.pte_kind[p] != PTE_NONE and bool(mm.pte_uw[p])
 
     def _batch_write_faults(self, mm: MM, p: int, hi: int) -> bool:
         """Run of write faults that are independent page by page, done at once: the same state as

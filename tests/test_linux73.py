@@ -1016,3 +1016,19 @@ def test_evict_keeps_a_zswap_readahead_folio_nothing_mapped():
     for p in (3, 20):
         apply(k, O.Fault(0, p, write=False))
     assert_pages(k, 0, [3, 20], state=PRESENT, contents=[val(7, 3), val(7, 20)])
+
+
+def test_a_write_that_traps_on_uffd_wp_gives_the_vma_no_anon_vma():
+    """A write fault on a uffd-wp PTE (here the zero page's) ends in handle_userfault() from
+    do_wp_page() before anything prepares an anon_vma, so fork copies none of the VMA's page
+    tables and the child has no PTE where the parent has the zero page (sequence 589)."""
+    k = LegacyKernel()
+    apply(k, O.Mmap(0, 0, N, hugepage=False))
+    apply(k, O.UffdRegister(0, 0, N))
+    apply(k, O.Fault(0, 5, write=False))
+    apply(k, O.UffdWp(0, 0, N, enable=True))
+    assert k.apply(O.Fault(0, 5, write=True)) == O.UFFD_WP_TRAP
+    assert [v.anon_vma for v in k.mms[0].vmas] == [0]
+    apply(k, O.Fork(0))
+    assert_pages(k, 0, [5], state=PRESENT, contents=0)
+    assert_pages(k, 1, [5], state=NONE)
