@@ -1656,7 +1656,8 @@ class Kernel:
             if p >= VA_PAGES:
                 return O.SIGSEGV
             vma = mm.find_vma(p)
-            if write and vma is not None and vma.prot & 2 and not self._write_traps_uffd_wp(mm, vma, p):
+            if write and vma is not None and vma.prot & 2 \
+                    and not self._write_traps_uffd_wp(mm, vma, p):
                 # every write fault that gets here maps an anonymous folio (do_anonymous_page(),
                 # wp_page_copy(), or a swap-in in a VMA that already has an anon_vma). One on a
                 # VMA without VM_WRITE never reaches handle_mm_fault(): access_error() (7.3
