@@ -10,37 +10,38 @@ from pathlib import Path
 
 from .status import Stats
 
-__all__ = ["TOOL", "finding_from_trace", "sarif_log", "junit_xml", "libfuzzer_stats",
-           "refuse_existing", "write_json"]
+__all__ = ["TOOL", "finding_from_trace", "op_line", "sarif_log", "junit_xml",
+           "libfuzzer_stats", "write_json"]
 
 TOOL = "pmdswap-fuzz"
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 
 
-def refuse_existing(*paths: str | None) -> None:
-    """A report is never written over a file the user has (checked before any work)."""
-    from .cli import UsageError
-    for p in paths:
-        if p is not None and Path(p).exists():
-            raise UsageError(f"{p}: exists; reports are not written over files (pick a new name)")
+def op_line(text: str, index: int) -> int:
+    """The line number of op `index` in a text trace (1 if it has no such op)."""
+    n = -1
+    for lineno, line in enumerate(text.splitlines(), 1):
+        body = line.split("#", 1)[0].strip()
+        if body and not body.startswith("pmdswap-trace"):
+            n += 1
+            if n == index:
+                return lineno
+    return 1
 
 
 def finding_from_trace(path: Path) -> dict | None:
     """A saved divergence (fuzz/artifacts.py header) as a finding: its signature, rule, the
     diverging op and the line of that op in the file; None for a trace without that header."""
+    text = path.read_text(errors="replace")
     head: dict[str, str] = {}
-    op_lines: list[int] = []
-    for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+    for line in text.splitlines():
         if line.startswith("# ") and ":" in line:
             key, _, val = line[2:].partition(":")
             head.setdefault(key.strip(), val.strip())
-        elif line.strip() and not line.startswith("#") and not line.startswith("pmdswap-trace"):
-            op_lines.append(n)
     if "signature" not in head:
         return None
     op = next((k for k in head if k.startswith("op #")), None)
-    index = int(op[4:]) if op and op[4:].isdigit() else None
-    line = op_lines[index] if index is not None and index < len(op_lines) else 1
+    line = op_line(text, int(op[4:])) if op and op[4:].isdigit() else 1
     return {"path": path, "signature": head["signature"], "rule": head.get("rule", "divergence"),
             "op": f"{op}: {head[op]}" if op else "", "detail": head.get("detail", ""),
             "line": line}

@@ -17,8 +17,8 @@ from models import ops as O
 
 from . import runner
 from .artifacts import describe
-from .ci_reports import (finding_from_trace, junit_xml, libfuzzer_stats, refuse_existing,
-                         sarif_log, write_json)
+from .ci_reports import (finding_from_trace, junit_xml, libfuzzer_stats, op_line, sarif_log,
+                         write_json)
 from .engines import ENGINES, EngineError, Options, run_campaign
 from .guard import run_guarded
 from .profiles import PROFILE_NAMES
@@ -218,18 +218,11 @@ def _version() -> str:
         return "0+unknown"
 
 
-def _op_line(path: Path, kind: str, index: int) -> int:
-    """The line of op `index` in a text trace (1 for raw bytes)."""
-    if kind != "trace":
-        return 1
-    n = -1
-    for lineno, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
-        body = line.split("#", 1)[0].strip()
-        if body and not body.startswith("pmdswap-trace"):
-            n += 1
-            if n == index:
-                return lineno
-    return 1
+def refuse_existing(*paths: str | None) -> None:
+    """A report is never written over a file the user has (checked before any work)."""
+    for p in paths:
+        if p is not None and Path(p).exists():
+            raise UsageError(f"{p}: exists; reports are not written over files (pick a new name)")
 
 
 def _header_bug(path: str) -> str | None:
@@ -360,7 +353,9 @@ def cmd_replay(args) -> int:
             cases.append((p.name, time.monotonic() - t0, f"{result}\n{div.describe()}", None))
             found.append({"path": p, "signature": div.signature(), "rule": div.rule,
                           "op": f"op #{div.op_index}: {format_op(div.op)}",
-                          "detail": div.detail, "line": _op_line(p, kind, div.op_index)})
+                          "detail": div.detail,
+                          "line": op_line(p.read_text(errors="replace"), div.op_index)
+                          if kind != BYTES else 1})
         rows.append((p.name, kind, str(len(ops)), result))
     w = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(("file", "kind", "ops"))]
     print(f"{'file':<{w[0]}}  {'kind':<{w[1]}}  {'ops':>{w[2]}}  result")
