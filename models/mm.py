@@ -2004,8 +2004,10 @@ class Kernel:
             if mem.writeback[h]:
                 sw.end_writeback(mem, h)  # long done on the real device when evict runs
         self._evict_split_partially_mapped()
-        # pageout() of an unmapped dirty folio whose slots are still referenced (pieces of a
-        # split swap-cache THP): swap_writeout() writes it again, then it goes like a clean one.
+        # pageout() of an unmapped dirty folio: swap_writeout() starts with folio_free_swap()
+        # ("stale swap cache pages", mm/page_io.c), so one whose slots nobody references any
+        # more leaves the swap cache and, now in neither, is freed; any other (pieces of a
+        # split swap-cache THP) is written again and then goes like a clean one.
         # Measured exception, reason not found in the 7.3 source: an order-0 folio that
         # MADV_WILLNEED read from zswap (zswap_load() dirties it, mm/zswap.c:1639) and that
         # nothing has mapped since stays in the swap cache through evict, twice in a row, on
@@ -2013,9 +2015,12 @@ class Kernel:
         # linux73-evict_keeps_zswap_readahead), while one faulted in and unmapped again, and
         # split pieces with zswap on or off, are written and freed
         for h in self._cached_heads():
-            nr = mem.nr_pages(h)
-            if mem.dirty[h] and not mem.folio_mapped(h) and h not in self._readahead_dirty \
-                    and (sw.count[mem.swap[h:h + nr]] > 0).any():
+            if not mem.dirty[h] or mem.folio_mapped(h):
+                continue
+            if not (sw.count[mem.swap[h:h + mem.nr_pages(h)]] > 0).any():
+                if self.folio_free_swap(h):
+                    mem.free_folio(h)
+            elif h not in self._readahead_dirty:
                 self.swap_writeout(h)
                 if mem.writeback[h]:
                     sw.end_writeback(mem, h)
@@ -2032,14 +2037,6 @@ class Kernel:
             h = int(h)
             if not mem.folio_mapped(h) and not mem.dirty[h]:
                 sw.delete_from_swap_cache(mem, h)
-                mem.free_folio(h)
-        # a dirty unmapped folio whose slots nobody references any more: reclaim's pageout() ->
-        # swap_writeout() starts with folio_free_swap() ("stale swap cache pages", mm/page_io.c),
-        # and the folio, now in neither, is freed
-        for h in self._cached_heads():
-            nr = mem.nr_pages(h)
-            if not mem.folio_mapped(h) and not (sw.count[mem.swap[h:h + nr]] > 0).any() \
-                    and self.folio_free_swap(h):
                 mem.free_folio(h)
         return O.OK
 
