@@ -988,7 +988,12 @@ class Kernel:
                     r = int(r)
                     if not mem.in_swapcache(head):
                         # lazyfree: unmap_huge_pmd_locked() -> __discard_anon_folio_pmd_locked()
-                        if mm.pmd_dirty[r] or mem.dirty[head]:
+                        # (mm/huge_memory.c:3565): a dirty PMD dirties the folio, which stays
+                        # dirty after folio_set_swapbacked(), so a later MADV_FREE of a
+                        # shared mapping leaves it alone
+                        if mm.pmd_dirty[r]:
+                            mem.dirty[head] = True
+                        if mem.dirty[head]:
                             mem.lazyfree[head] = False  # folio_set_swapbacked(); unmap fails
                             return
                         mm.clear_pmd(r)  # pmdp_huge_clear_flush(); the deposited table is freed
@@ -1006,8 +1011,13 @@ class Kernel:
         mem = self.mem
         pfns = mm.pte_pfn[pages]
         if not mem.in_swapcache(head):
-            # MADV_FREE'd folio: a PTE dirtied since means the data is live again
-            if mm.pte_dirty[pages].any() or mem.dirty[head]:
+            # MADV_FREE'd folio: a PTE dirtied since means the data is live again.
+            # try_to_unmap_one() marks the folio dirty from the cleared PTE
+            # (mm/rmap.c:2344) before ttu_anon_lazyfree_folio() (:2099) sees it
+            # redirtied; the flag stays after folio_set_swapbacked()
+            if mm.pte_dirty[pages].any():
+                mem.dirty[head] = True
+            if mem.dirty[head]:
                 mem.lazyfree[head] = False
                 return False
             mem.mapcount[pfns] -= 1

@@ -1032,3 +1032,28 @@ def test_a_write_that_traps_on_uffd_wp_gives_the_vma_no_anon_vma():
     apply(k, O.Fork(0))
     assert_pages(k, 0, [5], state=PRESENT, contents=0)
     assert_pages(k, 1, [5], state=NONE)
+
+
+def test_a_redirtied_lazyfree_folio_stays_dirty_so_a_shared_madv_free_skips_it():
+    """try_to_unmap_one() marks the folio dirty from the cleared PTE (mm/rmap.c:2344) before
+    ttu_anon_lazyfree_folio() sees it redirtied and makes it swap-backed again. The flag stays,
+    so an MADV_FREE while fork shares the folio skips it (mm/madvise.c:753-764) and the child's
+    pageout after COW swaps it out instead of keeping it as lazyfree again (sequence 915)."""
+    k = LegacyKernel()
+    apply(k, O.Mmap(0, 0, 4, hugepage=False))
+    apply(k, O.Write(0, 0, 4, value=1))
+    apply(k, O.Free(0, 0, 4))
+    apply(k, O.Write(0, 0, 4, value=2))
+    apply(k, O.Pageout(0, 0, 4))
+    assert_pages(k, 0, range(4), state=PRESENT)
+    pfn = int(k.mms[0].pte_pfn[0])
+    assert k.mem.dirty[pfn] and not k.mem.lazyfree[pfn]
+    apply(k, O.Fork(0))
+    apply(k, O.Free(0, 0, 4))
+    assert not k.mem.lazyfree[pfn]
+    apply(k, O.Write(0, 0, 4, value=3))
+    apply(k, O.Write(1, 0, 4, value=4))
+    before = k.vmstat.get("pswpout", 0)
+    apply(k, O.Pageout(1, 0, 4))
+    assert k.vmstat["pswpout"] - before == 4
+    assert_pages(k, 1, range(4), state=SWAPPED)
