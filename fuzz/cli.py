@@ -15,14 +15,14 @@ from pathlib import Path
 
 from models import ops as O
 
-from . import runner
 from .artifacts import describe
 from .ci_reports import (finding_from_trace, junit_xml, libfuzzer_stats, op_line, sarif_log,
                          write_json)
 from .engines import ENGINES, EngineError, Options, run_campaign
+from .explain import RULER_ROW, replay_around
 from .guard import run_guarded
 from .profiles import PROFILE_NAMES
-from .loader import BYTES, BadInput, load_input
+from .loader import BYTES, BadInput, header_bug, load_input
 from .minimize import NotReproducible, minimize
 from .status import StatusLine, summary
 from .trace import TraceError, format_op, format_trace
@@ -78,77 +78,31 @@ def _load(path: str) -> tuple[list[O.Op], str]:
         raise UsageError(str(e)) from None
 
 
-def _op_regions(op: O.Op) -> list[int]:
-    """The 2 MiB regions an op's page fields touch."""
-    pages = []
-    if hasattr(op, "page"):
-        pages.append(op.page)
-    n = getattr(op, "npages", 1)
-    for name in ("start", "src", "dst"):
-        if hasattr(op, name):
-            a = getattr(op, name)
-            pages += [a, min(a + n, O.VA_PAGES) - 1]
-    if hasattr(op, "new_npages"):
-        pages.append(min(op.start + op.new_npages, O.VA_PAGES) - 1)
-    regions = sorted({p // O.HPAGE_PMD_NR for p in pages})
-    return [r for r in range(regions[0], regions[-1] + 1)] if regions else []
-
-
-def _affected(div, models_obs) -> list[tuple[int, int]]:
-    pids = [div.pid] if div.pid is not None else []
-    if not pids and hasattr(div.op, "pid"):
-        pids = [div.op.pid]
-    if not pids or isinstance(div.op, O.Fork):  # a fork involves the child it made too
-        pids = sorted(set(pids) | {p for obs in models_obs for p in obs.procs})
-    if div.pages:
-        regions = sorted({int(p) // O.HPAGE_PMD_NR for p in div.pages})
-    else:
-        regions = _op_regions(div.op)
-    out = []
-    for pid in pids:
-        rs = regions
-        if not rs:  # no page in the op (fork, evict...): every region the process maps
-            rs = sorted({r for obs in models_obs if pid in obs.procs
-                         for (a, b, *_rest) in obs.procs[pid].vmas
-                         for r in range(a // O.HPAGE_PMD_NR, (b - 1) // O.HPAGE_PMD_NR + 1)})
-        out += [(pid, r) for r in rs]
-    return out
-
-
-RULER_ROW = 64  # pages per ruler row: a region is 8 rows, each fits a terminal
-
-
 def _rulers(ops: list[O.Op], div, bug: str | None, out) -> None:
     """Replay both models through the diverging op and draw each affected (pid, region)."""
-    from models.observe import describe_vmas, observe, ruler
+    from models.observe import describe_vmas, ruler
 
-    models = runner.make_models(bug)
-    for k in models:
-        for op in ops[:div.op_index + 1]:
-            try:
-                k.apply(op)
-            except Exception as e:  # noqa: BLE001 - the model crashed: draw what is left
-                print(f"  ({k.name} raised {type(e).__name__}: {e})", file=out)
-                break
-    obs = [observe(k) for k in models]
+    st = replay_around(ops, div, bug)
+    for name, err in st.errors.items():
+        print(f"  ({name} raised {err})", file=out)
     print(f"state after op #{div.op_index} "
           "(H PMD-mapped, p PTE-mapped, S PMD swap entry, s PTE swap entry, . none, blank no VMA):",
           file=out)
-    width = max(len(k.name) for k in models)
-    for pid, r in _affected(div, obs):
+    width = max(len(n) for n in st.names)
+    for pid, r in st.regions:
         lo = r * O.HPAGE_PMD_NR
         print(f"pid {pid} region {r} (pages {lo}..{lo + O.HPAGE_PMD_NR - 1}):", file=out)
-        for k, o in zip(models, obs):
+        for name, o in zip(st.names, st.after):
             po = o.procs.get(pid)
             if po is None:
-                print(f"  {k.name:<{width}} (no such process)", file=out)
+                print(f"  {name:<{width}} (no such process)", file=out)
                 continue
             line = ruler(po, r)
             for off in range(0, len(line), RULER_ROW):  # rows of 64 pages, with their offset
-                print(f"  {k.name:<{width}} +{off:<3d} |{line[off:off + RULER_ROW]}|", file=out)
-        for k, o in zip(models, obs):
+                print(f"  {name:<{width}} +{off:<3d} |{line[off:off + RULER_ROW]}|", file=out)
+        for name, o in zip(st.names, st.after):
             if pid in o.procs:
-                print(f"  {k.name:<{width}} vmas: {describe_vmas(o.procs[pid]) or '(none)'}", file=out)
+                print(f"  {name:<{width}} vmas: {describe_vmas(o.procs[pid]) or '(none)'}", file=out)
 
 
 # ---- subcommands --------------------------------------------------------------------------------
@@ -225,26 +179,11 @@ def refuse_existing(*paths: str | None) -> None:
             raise UsageError(f"{p}: exists; reports are not written over files (pick a new name)")
 
 
-def _header_bug(path: str) -> str | None:
-    """The `# bug: NAME` line a saved reproducer starts with (corpus/regressions), if any."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4096).decode("utf-8", "replace")
-    except OSError:
-        return None
-    for line in head.splitlines():
-        if not line.startswith("#"):
-            break
-        if line.startswith("# bug:"):
-            return line.split(":", 1)[1].strip() or None
-    return None
-
-
 def cmd_repro(args) -> int:
     ops, kind = _load(args.file)
     bug = check_bug(args.bug)
     if args.bug is None:
-        named = _header_bug(args.file)
+        named = header_bug(args.file)
         if named is not None:
             bug = check_bug(named)
             print(f"{args.file}: its header names bug {named}; injecting it "
@@ -369,6 +308,32 @@ def cmd_replay(args) -> int:
     if diverged:
         return EXIT_DIVERGENCE
     return EXIT_USAGE if bad else EXIT_OK
+
+
+def cmd_report(args) -> int:
+    from .artifacts import create_unique
+    from .html_report import render_report
+    d = Path(args.dir)
+    if not d.is_dir():
+        raise UsageError(f"{d}: not a directory (give a campaign's --artifacts directory)")
+    refuse_existing(args.output)
+    if args.output is None:
+        _check_writable(d, "the artifacts directory")
+    page, campaigns, findings = render_report(d)
+    if not campaigns and not findings:
+        raise UsageError(f"{d}: no campaign statistics (stats-*.jsonl) and no findings (*.trace): "
+                         "not a campaign's artifacts directory")
+    if args.output is None:
+        out = create_unique(d, "report", ".html", page.encode())
+    else:
+        try:
+            with open(args.output, "x", encoding="utf-8") as f:
+                f.write(page)
+        except OSError as e:
+            raise UsageError(f"{args.output}: cannot write ({e.strerror or e})") from None
+        out = Path(args.output)
+    print(f"report: {out} ({campaigns} campaigns, {findings} findings)")
+    return EXIT_OK
 
 
 def cmd_bugs(args) -> int:
@@ -501,6 +466,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write SARIF 2.1.0: each divergence a result (must not exist)")
     r.add_argument("--bug", default=None, metavar="NAME")
     r.set_defaults(fn=cmd_replay)
+
+    r = sub.add_parser("report", help="write an HTML page for a campaign's artifacts directory: "
+                       "executions and coverage over time, and each finding's rulers before and "
+                       "after its diverging op")
+    r.add_argument("dir", metavar="DIR")
+    r.add_argument("-o", "--output", default=None, metavar="FILE",
+                   help="must not exist (default: DIR/report.html, or report-1.html... beside "
+                   "an earlier one)")
+    r.set_defaults(fn=cmd_report)
 
     r = sub.add_parser("bugs", help="list the bug catalogue")
     r.set_defaults(fn=cmd_bugs)

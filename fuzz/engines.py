@@ -26,12 +26,12 @@ import numpy as np
 
 from models import ops as O
 
-from .artifacts import Artifacts, Finding
+from .artifacts import Artifacts, Finding, create_unique
 from .decode import MAX_OPS, decode, encode, op_size
 from .gen import generate
 from .guard import run_guarded
 from .oracle import Divergence
-from .status import Stats, StatusLine
+from .status import Stats, StatsLog, StatusLine
 from .trace import TraceError, parse_trace_bytes
 
 __all__ = ["ENGINES", "Options", "Findings", "run_campaign"]
@@ -211,6 +211,7 @@ def _run_random_parallel(opts: Options, stats: Stats, findings: Findings, status
 _LIBFUZZER_EXECS = re.compile(r"^#(\d+)")
 _LIBFUZZER_RATE = re.compile(r"exec/s:? (\d+)")
 _LIBFUZZER_CORPUS = re.compile(r"corp: (\d+)")
+_LIBFUZZER_COV = re.compile(r"cov: (\d+)")
 
 
 def seed_corpus(corpus: Path, sources: list[Path]) -> int:
@@ -336,6 +337,8 @@ def run_atheris(opts: Options, stats: Stats, findings: Findings, status: StatusL
                         stats.exec_rate = float(r.group(1))
                     if (c := _LIBFUZZER_CORPUS.search(line)):
                         stats.corpus = int(c.group(1))
+                    if (c := _LIBFUZZER_COV.search(line)):
+                        stats.edges = int(c.group(1))
                 if "Test unit written to" in line or "crash" in line:
                     _process_crashes(crash_dir, seen, opts, findings, stats)
                 status.update(stats)
@@ -404,6 +407,14 @@ class EngineError(Exception):
 ENGINES = {"random": run_random, "atheris": run_atheris, "hypothesis": run_hypothesis}
 
 
+def open_stats_log(opts: Options, seed: int) -> StatsLog:
+    """`<artifacts>/stats-<engine>-seed<seed>.jsonl` (-1, -2... beside an earlier campaign's)."""
+    campaign = {"engine": opts.engine, "seed": seed, "time": opts.time, "bug": opts.bug,
+                "jobs": opts.jobs, "length": opts.length, "profile": opts.profile}
+    path = create_unique(Path(opts.artifacts), f"stats-{opts.engine}-seed{seed}", ".jsonl", b"")
+    return StatsLog(path, campaign)
+
+
 def run_campaign(opts: Options, status: StatusLine | None = None) -> Stats:
     """Run one engine for opts.time seconds; returns the campaign's statistics."""
     if opts.engine not in ENGINES:
@@ -413,13 +424,19 @@ def run_campaign(opts: Options, status: StatusLine | None = None) -> Stats:
     stats = Stats(engine=opts.engine, seed=seed)
     header = [f"found by: pmdswap-fuzz run --engine {opts.engine} --seed {seed}"
               + (f" --bug {opts.bug}" if opts.bug else "")]
+    if opts.bug:  # `repro` and `report` of the saved trace inject it again
+        header.append(f"bug: {opts.bug}")
     findings = Findings(Artifacts(opts.artifacts, opts.bug, header), stats, status)
+    status.log = open_stats_log(opts, seed)
     try:
         ENGINES[opts.engine](opts, stats, findings, status)
     except KeyboardInterrupt:
         stats.notes.append("interrupted: findings saved, not minimised")
         findings.pending.clear()
     status.finish(stats)
+    status.log.close()
+    stats.notes.append(f"stats: {status.log.path} (pmdswap-fuzz report {opts.artifacts} charts it)")
+    status.log = None
     if opts.minimize:
         # the campaign may overrun --time by half (at least 5 s) for its findings' minimisation
         findings.minimize_all(deadline=stats.start + opts.time + max(5.0, opts.time / 2))

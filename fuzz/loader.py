@@ -11,7 +11,7 @@ from models import ops as O
 from .decode import decode
 from .trace import TraceError, looks_like_trace, parse_trace_bytes
 
-__all__ = ["BadInput", "TraceError", "TRACE", "BYTES", "load_input", "looks_like_text",
+__all__ = ["BadInput", "TraceError", "TRACE", "BYTES", "load_input", "looks_like_text", "header_bug",
            "read_input_bytes"]
 
 TRACE, BYTES = "trace", "bytes"
@@ -69,3 +69,21 @@ def looks_like_text(data: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return all(c.isprintable() or c in "\n\r\t" for c in text) and bool(_WORD.search(text))
+
+
+def header_bug(path: str | os.PathLike) -> str | None:
+    """The `# bug: NAME` line a saved reproducer (corpus/regressions) or a campaign's finding
+    starts with, if any."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096).decode("utf-8", "replace")
+    except OSError:
+        return None
+    for line in head.splitlines():
+        if not line.startswith("#"):
+            break
+        if line.startswith("# bug:"):
+            return line.split(":", 1)[1].strip() or None
+        if line.startswith("# found by:") and " --bug " in line:  # a finding saved before `# bug:`
+            return line.split(" --bug ", 1)[1].split()[0]
+    return None

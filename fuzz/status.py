@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 from models import ops as O
 
-__all__ = ["Stats", "StatusLine", "coverage_table", "summary"]
+__all__ = ["Stats", "StatsLog", "StatusLine", "coverage_table", "summary"]
 
 
 @dataclass
@@ -21,6 +23,7 @@ class Stats:
     ops: int | None = 0  # None: the engine cannot count ops (atheris)
     corpus: int | None = None
     exec_rate: float | None = None  # reported by the engine itself (atheris), else computed
+    edges: int | None = None  # libFuzzer's `cov:` (instrumented edges; atheris only)
     divergences: Counter = field(default_factory=Counter)  # signature -> times seen
     cells: Counter = field(default_factory=Counter)  # (entry state, op) -> executions hitting it
     saved: list = field(default_factory=list)  # artifact paths written
@@ -38,10 +41,45 @@ def _rate(n: int | None, secs: float) -> str:
     return "-" if n is None else f"{n / secs:,.0f}"
 
 
+class StatsLog:
+    """A campaign's figures over time, one JSON object per line (`report` charts them). The first
+    line describes the campaign; then a row at most every max(1 s, 1% of the time so far), so a
+    day's campaign writes a few hundred rows, and a last row when it ends."""
+
+    FIELDS = ("execs", "ops", "corpus", "edges")
+
+    def __init__(self, path, campaign: dict) -> None:
+        self.path = path
+        self.fh = open(path, "a", encoding="utf-8")
+        self.last: float | None = None
+        self._write({"campaign": campaign})
+
+    def _write(self, obj: dict) -> None:
+        self.fh.write(json.dumps(obj, sort_keys=True) + "\n")
+        self.fh.flush()
+
+    def sample(self, s: Stats, force: bool = False) -> None:
+        t = s.elapsed()
+        if not force and self.last is not None and t - self.last < max(1.0, 0.01 * t):
+            return
+        self.last = t
+        row = {"t": round(t, 3), "divergences": sum(s.divergences.values()),
+               "unique": len(s.divergences), "cells": len(s.cells)}
+        row.update({f: getattr(s, f) for f in self.FIELDS})
+        self._write(row)
+
+    def close(self) -> None:
+        self.fh.close()
+
+
 class StatusLine:
-    """One status line on `stream`: rewritten with \\r on a tty, else printed every `interval` s."""
+    """One status line on `stream`: rewritten with \\r on a tty, else printed every `interval` s.
+    With a `log`, every update may also add a row to the campaign's StatsLog. Engines call update()
+    from a watchdog thread too: a lock keeps lines whole."""
 
     def __init__(self, stream=None, interval: float = 5.0, tty_interval: float = 0.25) -> None:
+        self.log: StatsLog | None = None
+        self._lock = threading.RLock()
         self.stream = stream if stream is not None else sys.stderr
         try:
             self.tty = self.stream.isatty()
@@ -60,6 +98,12 @@ class StatusLine:
                 f" ({len(s.divergences)} unique)")
 
     def update(self, s: Stats, force: bool = False) -> None:
+        with self._lock:
+            if self.log is not None:
+                self.log.sample(s, force)
+            self._update(s, force)
+
+    def _update(self, s: Stats, force: bool) -> None:
         now = time.monotonic()
         if not force and now - self.last < self.interval:
             return
@@ -75,6 +119,10 @@ class StatusLine:
 
     def message(self, text: str) -> None:
         """A line of its own (a finding), without breaking the status line."""
+        with self._lock:
+            self._message(text)
+
+    def _message(self, text: str) -> None:
         if self.tty and self.width:
             self.stream.write("\r" + " " * self.width + "\r")
             self.width = 0
