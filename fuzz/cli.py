@@ -31,7 +31,7 @@ __all__ = ["main"]
 
 PROG = "pmdswap-fuzz"
 EXIT_OK, EXIT_DIVERGENCE, EXIT_USAGE = 0, 1, 2
-NOT_INPUTS = (".log", ".md", ".txt", ".json")  # what `replay DIR` skips (campaign logs, notes)
+NOT_INPUTS = (".log", ".md", ".txt", ".json", ".jsonl", ".html")  # `replay DIR` skips these
 
 
 class UsageError(Exception):
