@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""atheris/libFuzzer harness: decode the bytes, run both models with the oracle, raise on a divergence.
+"""atheris/libFuzzer harness: the bytes become ops, both models run them with the oracle, a divergence raises.
 
-Thin on purpose: the logic lives in fuzz.decode and fuzz.runner. Run by `pmdswap-fuzz run --engine
+Thin on purpose: fuzz.fuzzer_input says what the bytes mean (mostly the generator's decisions,
+fuzz.gen; seeds in the flat decoder's form), fuzz.runner runs them. Run by `pmdswap-fuzz run --engine
 atheris` (which passes libFuzzer flags), or by hand: `fuzz/atheris_target.py CORPUS_DIR -max_total_time=60`.
-The catalogue bug to inject comes from the PMDSWAP_BUG environment variable.
+The catalogue bug to inject comes from the PMDSWAP_BUG environment variable, the length of a
+generated sequence from PMDSWAP_LENGTH (default 32, as `run --length`).
 """
 
 import os
@@ -27,10 +29,11 @@ def _instrumented(packages):
 
 
 with _instrumented(["models", "fuzz"]):
-    from fuzz.decode import decode
+    from fuzz.fuzzer_input import ops_from_input
     from fuzz.runner import run_trace
 
 BUG = os.environ.get("PMDSWAP_BUG") or None
+LENGTH = int(os.environ.get("PMDSWAP_LENGTH") or 0) or None  # ops per generated sequence
 
 
 class DivergenceFound(AssertionError):
@@ -38,7 +41,7 @@ class DivergenceFound(AssertionError):
 
 
 def TestOneInput(data: bytes) -> None:
-    ops = decode(data)
+    ops = ops_from_input(data, LENGTH) if LENGTH else ops_from_input(data)
     res = run_trace(ops, BUG)
     if res.divergence is not None:
         d = res.divergence

@@ -192,6 +192,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=5, help="seeds per bug with --bugs (default 5)")
     ap.add_argument("--budget", type=int, default=400, help="executions per seed with --bugs")
     ap.add_argument("--engines", default="random,atheris", help="engines for --bugs: random, atheris")
+    ap.add_argument("--no-seeds", action="store_true",
+                    help="with --bugs: atheris starts from an empty corpus, not corpus/seeds (the "
+                    "engines compared on what they find by themselves)")
     ap.add_argument("--json", default=None, help="also write the figures as JSON to this file")
     args = ap.parse_args(argv)
     for name in ("execs", "seeds", "budget"):

@@ -28,7 +28,8 @@ from pathlib import Path
 from models import ops as O
 from models.bugs import BLIND_SPOTS, BUGS
 
-from .decode import decode, op_size
+from .decode import op_size
+from .fuzzer_input import ops_from_input
 from .engines import seed_corpus
 from .gen import generate
 from .guard import run_guarded as run_trace
@@ -73,7 +74,7 @@ def find_atheris(bug: str, seed: int, budget: int, timeout: float = 120.0, seede
         secs = time.perf_counter() - t0
         execs = [int(m.group(1)) for m in map(_EXECS.match, out.splitlines()) if m]
         for crash in sorted(crashes.iterdir()):
-            ops = decode(crash.read_bytes())
+            ops = ops_from_input(crash.read_bytes())
             res = run_trace(ops, bug)
             if res.divergence is not None and _bug_only(ops, res, bug):
                 # no "#N" line yet: found while libFuzzer was still loading the seed corpus
@@ -104,11 +105,13 @@ def bench_bugs(args) -> int:
         for eng in engines:
             hits, first = [], None
             for seed in range(args.seeds):
-                got = FINDERS[eng](bug, seed, args.budget)
+                got = (FINDERS[eng](bug, seed, args.budget, seeded=not args.no_seeds)
+                       if eng == "atheris" else FINDERS[eng](bug, seed, args.budget))
                 if got:
                     hits.append(got[:2])
                     first = first or got
-            row = {"bug": bug, "engine": eng, "seeds": args.seeds, "found": len(hits)}
+            row = {"bug": bug, "engine": eng, "seeds": args.seeds, "found": len(hits),
+                   "seed_corpus": eng == "atheris" and not args.no_seeds}
             if hits:
                 row["median_execs"] = statistics.median(h[0] for h in hits)
                 row["median_secs"] = round(statistics.median(h[1] for h in hits), 2)

@@ -144,7 +144,7 @@ def cmd_run(args) -> int:
     opts = Options(engine=args.engine, time=args.time, seed=args.seed, jobs=args.jobs,
                    corpus=Path(args.corpus) if args.corpus else None, artifacts=art,
                    bug=check_bug(args.bug), length=args.length, profile=args.profile,
-                   minimize=not args.no_minimize)
+                   minimize=not args.no_minimize, seeds=not args.no_seeds)
     def _term(signum, frame):  # SIGTERM (CI timeouts, kill) ends the campaign as Ctrl-C does
         raise KeyboardInterrupt
     old_term = signal.signal(signal.SIGTERM, _term)
@@ -433,6 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--profile", choices=PROFILE_NAMES, default="ci",
                    help="Hypothesis settings profile (hypothesis engine, default ci)")
     r.add_argument("--no-minimize", action="store_true", help="do not minimise findings")
+    r.add_argument("--no-seeds", action="store_true",
+                   help="atheris: do not seed the corpus from corpus/seeds and corpus/regressions")
     r.add_argument("--sarif", default=None, metavar="FILE",
                    help="also write SARIF 2.1.0: each saved divergence a result at its trace's "
                         "diverging op (must not exist)")

@@ -27,7 +27,8 @@ import numpy as np
 from models import ops as O
 
 from .artifacts import Artifacts, Finding, create_unique
-from .decode import MAX_OPS, decode, encode, op_size
+from .decode import MAX_OPS, op_size
+from .fuzzer_input import ops_from_input, seed_input, tag_raw
 from .gen import generate
 from .guard import run_guarded
 from .oracle import Divergence
@@ -52,6 +53,7 @@ class Options:
     length: int = 32
     profile: str = "ci"  # Hypothesis settings profile
     minimize: bool = True
+    seeds: bool = True  # atheris: encode corpus/seeds and corpus/regressions into its corpus
 
 
 @dataclass
@@ -227,7 +229,7 @@ def seed_corpus(corpus: Path, sources: list[Path]) -> int:
                 continue
             dest = corpus / f"seed-{path.stem}"
             if not dest.exists():
-                dest.write_bytes(encode(ops[:MAX_OPS]))
+                dest.write_bytes(seed_input(ops))
                 n += 1
     return n
 
@@ -242,12 +244,12 @@ def _process_crashes(crash_dir: Path, seen: set, opts: Options, findings: Findin
             data = path.read_bytes()
         except OSError:
             continue
-        ops = decode(data)
+        ops = ops_from_input(data, opts.length)
         res = run_guarded(ops, opts.bug)
         if res.divergence is None:
             stats.notes.append(f"note: libFuzzer crash {path} does not reproduce a divergence")
             continue
-        findings.record(ops[:res.executed], res.divergence, raw=data)
+        findings.record(ops[:res.executed], res.divergence, raw=tag_raw(data, opts.length))
 
 
 def _replay_cells(corpus: Path, opts: Options, stats: Stats, budget: float) -> None:
@@ -259,7 +261,7 @@ def _replay_cells(corpus: Path, opts: Options, stats: Stats, budget: float) -> N
         if time.monotonic() > end:
             break
         try:
-            res = run_guarded(decode(path.read_bytes()), opts.bug)
+            res = run_guarded(ops_from_input(path.read_bytes(), opts.length), opts.bug)
         except OSError:
             continue
         stats.add_cells(res.cells)
@@ -294,7 +296,9 @@ def run_atheris(opts: Options, stats: Stats, findings: Findings, status: StatusL
     corpus.mkdir(parents=True, exist_ok=True)
     crash_dir = art / "libfuzzer"
     crash_dir.mkdir(exist_ok=True)
-    seeded = seed_corpus(corpus, [corpus, REPO / "corpus" / "seeds", REPO / "corpus" / "regressions"])
+    sources = [corpus] + ([REPO / "corpus" / "seeds", REPO / "corpus" / "regressions"]
+                          if opts.seeds else [])
+    seeded = seed_corpus(corpus, sources)
     if seeded:
         stats.notes.append(f"corpus: {seeded} text traces encoded as seeds into {corpus}")
     seen = {p.name for p in crash_dir.glob("crash-*")}
@@ -310,6 +314,7 @@ def run_atheris(opts: Options, stats: Stats, findings: Findings, status: StatusL
     # fork mode re-executes argv[0] (the script, via its shebang): make `python3` this interpreter
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PMDSWAP_LENGTH"] = str(opts.length)
     if opts.bug:
         env["PMDSWAP_BUG"] = opts.bug
     else:

@@ -1,4 +1,5 @@
-"""The seeded op-sequence generator of the `random` engine, steered toward the states the series changes.
+"""The op-sequence generator, steered toward the states the series changes: the random engine
+draws its decisions from a seeded PRNG, the atheris engine from libFuzzer's bytes (fuzz.choices).
 
 It keeps a light shadow of the processes (which pids exist, which ranges are mapped, which regions
 were filled or paged out), so most ops it emits apply to something: PMD-aligned THP mmaps first,
@@ -7,7 +8,7 @@ partial ranges that cross PMD boundaries, uffd register + wp, aligned and unalig
 and then an environment knob or a deliberately invalid op (to exercise the error returns). The
 shadow is approximate (it does not model the kernels), which is fine: it only steers.
 
-Deterministic: the same seed gives the same ops.
+Deterministic: the same seed (or the same bytes) gives the same ops.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from models import ops as O
 
 from .decode import decode
 
-__all__ = ["generate", "MOVES"]
+__all__ = ["generate", "generate_from_choices", "MOVES"]
 
 P = O.HPAGE_PMD_NR
 R = O.NR_REGIONS
@@ -609,8 +610,13 @@ def _as_random(rng) -> random.Random:
 
 def generate(rng, length: int = 32) -> list[O.Op]:
     """`length` ops from the seeded `rng` (numpy.random.Generator, random.Random, or an int seed)."""
-    g = _Gen(_as_random(rng))
-    r = g.r
+    return generate_from_choices(_as_random(rng), length)
+
+
+def generate_from_choices(r, length: int) -> list[O.Op]:
+    """`length` ops, each decision asked of `r`: a random.Random (the random engine) or a
+    fuzz.choices.ByteChoices (the atheris engine)."""
+    g = _Gen(r)
     # start: mostly PMD-aligned THP mappings in process 0
     for _ in range(1 if r.random() < 0.5 else 2):
         if r.random() < 0.85:

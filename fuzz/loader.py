@@ -9,6 +9,7 @@ from pathlib import Path
 from models import ops as O
 
 from .decode import decode
+from .fuzzer_input import RawInputError, ops_from_input, untag_raw
 from .trace import TraceError, looks_like_trace, parse_trace_bytes
 
 __all__ = ["BadInput", "TraceError", "TRACE", "BYTES", "load_input", "looks_like_text", "header_bug",
@@ -53,7 +54,13 @@ def load_input(path: str | os.PathLike) -> tuple[list[O.Op], str]:
         raise BadInput(name, "is text without the 'pmdswap-trace 1' header: not a trace, and "
                        "raw fuzzer inputs are binary (add the header, or name it *.trace to "
                        "see what is wrong with it)")
-    return decode(data), BYTES
+    try:
+        tagged = untag_raw(data)
+    except RawInputError as e:
+        raise BadInput(name, str(e)) from None
+    if tagged is not None:  # a saved libFuzzer input: its form says how to read it
+        return ops_from_input(*tagged), BYTES
+    return decode(data), BYTES  # untagged: the flat form raw inputs always had
 
 
 _WORD = re.compile(r"[A-Za-z]{3,}")
