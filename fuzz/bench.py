@@ -118,20 +118,19 @@ def bench_breakdown(n: int) -> dict:
 def _bench_hypothesis(n: int) -> tuple[float, float]:
     from hypothesis import HealthCheck, settings
 
-    from .hypo import machine_factory
+    from .hypo import sequence_test
 
     steps = []
-    machine = machine_factory(None, on_step=lambda *a: steps.append(1))
-    machine.TestCase.settings = settings(max_examples=n, stateful_step_count=32, deadline=None,
-                                         database=None, derandomize=True,
-                                         suppress_health_check=list(HealthCheck))
+    test = sequence_test(None, 32, on_exec=lambda ops, res: steps.append(len(ops)))
+    test = settings(max_examples=n, deadline=None, database=None, derandomize=True,
+                    suppress_health_check=list(HealthCheck))(test)
     t0 = time.perf_counter()
     try:
-        machine.TestCase().runTest()
+        test()
     except Exception:  # a divergence ends the run early; the rate is still meaningful
         pass
     dt = time.perf_counter() - t0
-    return n / dt, len(steps) / dt
+    return len(steps) / dt, sum(steps) / dt
 
 
 def bench_op_costs(n: int) -> dict:
@@ -191,7 +190,7 @@ def main(argv=None) -> int:
     ap.add_argument("--bugs", action="store_true", help="time-to-find for every catalogue bug")
     ap.add_argument("--seeds", type=int, default=5, help="seeds per bug with --bugs (default 5)")
     ap.add_argument("--budget", type=int, default=400, help="executions per seed with --bugs")
-    ap.add_argument("--engines", default="random,atheris", help="engines for --bugs: random, atheris")
+    ap.add_argument("--engines", default="random,atheris", help="engines for --bugs: random, atheris, hypothesis")
     ap.add_argument("--no-seeds", action="store_true",
                     help="with --bugs: atheris starts from an empty corpus, not corpus/seeds (the "
                     "engines compared on what they find by themselves)")

@@ -6,7 +6,8 @@ bug (median, and the worst seed), the rule that fired, and the length of the min
 which must replay identically 3 times. Printed as a table and written as JSON (to --json, or to a
 new bench-bugs[-N].json: nothing is overwritten).
 
-random: the seeded generator and the in-process runner. atheris: libFuzzer through
+random: the seeded generator and the in-process runner. hypothesis: the same generator, its
+decisions drawn by Hypothesis (one seeded run of up to --budget examples). atheris: libFuzzer through
 fuzz/atheris_target.py with `-runs=--budget`, its corpus seeded from corpus/seeds as the engine
 does (never from corpus/regressions, which holds the reproducers themselves). A bug found while
 libFuzzer is still loading the seeds is counted at the number of seeds (an upper bound).
@@ -83,7 +84,39 @@ def find_atheris(bug: str, seed: int, budget: int, timeout: float = 120.0, seede
     return None
 
 
-FINDERS = {"random": find_random, "atheris": find_atheris}
+def find_hypothesis(bug: str, seed: int, budget: int, length: int = 32):
+    """Hypothesis drawing the generator's decisions (fuzz.hypo), `budget` examples at most."""
+    import hypothesis
+    from hypothesis import HealthCheck, Phase, settings
+
+    from .hypo import DivergenceFound, sequence_test
+
+    found, count = [], [0]
+    t0 = time.perf_counter()
+
+    def on_exec(ops, res) -> None:
+        count[0] += 1
+        if res.divergence is not None and not found and _bug_only(ops, res, bug):
+            found.append((count[0], time.perf_counter() - t0, ops, res.divergence))
+        if found:
+            raise _Found  # the rest of the budget is not needed
+
+    test = sequence_test(bug, length, on_exec)
+    test = settings(max_examples=budget, deadline=None, database=None, derandomize=False,
+                    phases=(Phase.generate,), suppress_health_check=list(HealthCheck),
+                    verbosity=hypothesis.Verbosity.quiet)(test)
+    try:
+        hypothesis.seed(seed * 7919 + 1)(test)()
+    except (_Found, DivergenceFound, BaseExceptionGroup):
+        pass
+    return found[0] if found else None
+
+
+class _Found(Exception):
+    pass
+
+
+FINDERS = {"random": find_random, "atheris": find_atheris, "hypothesis": find_hypothesis}
 
 
 def _replays_identically(ops, bug, sig, times=3) -> bool:

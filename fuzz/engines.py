@@ -364,30 +364,28 @@ def run_atheris(opts: Options, stats: Stats, findings: Findings, status: StatusL
 
 # ---- hypothesis ---------------------------------------------------------------------------------
 def run_hypothesis(opts: Options, stats: Stats, findings: Findings, status: StatusLine) -> None:
+    """Hypothesis draws the generator's decisions (fuzz.hypo): batches of examples, each batch
+    seeded from the campaign's seed, until --time."""
     import hypothesis
     from hypothesis.errors import HypothesisException
-    from hypothesis.stateful import get_state_machine_test
 
-    from .hypo import DivergenceFound, engine_settings, machine_factory
+    from .hypo import DivergenceFound, engine_settings, sequence_test
 
     if opts.jobs > 1:
         stats.notes.append("note: the hypothesis engine runs in one process (--jobs ignored)")
     rnd = random.Random(stats.seed)
-    last = {"m": None}
 
-    def on_step(m) -> None:
-        if m is not last["m"]:
-            if last["m"] is not None:
-                stats.add_cells(last["m"].oracle.cells)
-            last["m"] = m
-            stats.execs += 1
-        stats.ops += 1
+    def on_exec(ops, res) -> None:
+        stats.execs += 1
+        stats.ops += len(ops)
+        if res.cells:
+            stats.add_cells(res.cells)
         status.update(stats)
 
-    machine = machine_factory(opts.bug, on_step=on_step)
     deadline = stats.start + opts.time
     while time.monotonic() < deadline:
-        test = get_state_machine_test(machine, settings=engine_settings(opts.profile, max_examples=10))
+        test = sequence_test(opts.bug, opts.length, on_exec)
+        test = engine_settings(opts.profile, max_examples=10)(test)
         test = hypothesis.seed(rnd.getrandbits(64))(test)
         try:
             test()
@@ -401,8 +399,6 @@ def run_hypothesis(opts: Options, stats: Stats, findings: Findings, status: Stat
                     stats.notes.append(f"note: hypothesis: {type(e).__name__}: {e}")
         except HypothesisException as e:
             stats.notes.append(f"note: hypothesis: {type(e).__name__}: {str(e).splitlines()[0]}")
-    if last["m"] is not None:
-        stats.add_cells(last["m"].oracle.cells)
 
 
 class EngineError(Exception):
