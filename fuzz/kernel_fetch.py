@@ -51,7 +51,7 @@ __all__ = ["KernelPackage", "FetchedKernel", "KernelFetchError", "fetch_kernel",
 
 CACHE = Path(os.environ.get("PMDSWAP_CACHE", Path.home() / ".cache" / "pmdswap-fuzz"))
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
-DEFAULT_MIRROR = "http://deb.debian.org/debian"
+MIRROR_ENV = "PMDSWAP_DEBIAN_MIRROR"  # the Debian archive to use where apt's sources name none
 LISTS_MAX_AGE = 12 * 3600  # private apt lists older than this are refreshed with apt-get update
 
 
@@ -162,7 +162,8 @@ def _newest(versions):
 # the private apt configuration
 # ---------------------------------------------------------------------------------------------
 def system_mirror(etc: Path = Path("/etc/apt")) -> str:
-    """The Debian archive URI the system's apt uses (not the security one), else deb.debian.org."""
+    """The Debian archive URI the system's apt uses (not the security one), else $PMDSWAP_DEBIAN_MIRROR;
+    no archive is built in (a host with apt has one in its sources)."""
     found: list[str] = []
     for f in sorted(glob.glob(str(etc / "sources.list.d" / "*.sources"))):
         try:
@@ -202,7 +203,10 @@ def system_mirror(etc: Path = Path("/etc/apt")) -> str:
     for uri in found:
         if re.match(r"https?://", uri) and not uri.rstrip("/").endswith("-security"):
             return uri.rstrip("/")
-    return DEFAULT_MIRROR
+    if os.environ.get(MIRROR_ENV):
+        return os.environ[MIRROR_ENV].rstrip("/")
+    raise KernelFetchError(f"no Debian archive in the apt sources under {etc}: set {MIRROR_ENV} "
+                           "to the Debian archive URI to fetch kernels from")
 
 
 @dataclass

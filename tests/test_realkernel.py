@@ -232,12 +232,17 @@ def _fake_etc(tmp_path) -> Path:
     return etc
 
 
-def test_private_apt_configuration_uses_the_system_mirror_and_changes_nothing_else(tmp_path):
-    from fuzz.kernel_fetch import private_apt, system_mirror
+def test_private_apt_configuration_uses_the_system_mirror_and_changes_nothing_else(tmp_path,
+                                                                                   monkeypatch):
+    from fuzz.kernel_fetch import KernelFetchError, private_apt, system_mirror
+    monkeypatch.delenv("PMDSWAP_DEBIAN_MIRROR", raising=False)
     etc = _fake_etc(tmp_path)
     before = {p: p.read_bytes() for p in etc.rglob("*") if p.is_file()}
     assert system_mirror(etc) == "http://mirror.example/debian"
-    assert system_mirror(tmp_path / "nothing") == "http://deb.debian.org/debian"
+    with pytest.raises(KernelFetchError, match="PMDSWAP_DEBIAN_MIRROR"):
+        system_mirror(tmp_path / "nothing")
+    monkeypatch.setenv("PMDSWAP_DEBIAN_MIRROR", "http://mirror.example/other/")
+    assert system_mirror(tmp_path / "nothing") == "http://mirror.example/other"
     one = tmp_path / "etc-one"
     one.mkdir()
     (one / "sources.list").write_text("deb [arch=amd64] https://m.example/debian bookworm main\n")
