@@ -646,21 +646,25 @@ def _expand_vma(s: str):
     for run in filter(None, s.split(";")):
         rng, _, desc = run.partition(":")
         a, _, m = rng.partition("+")
-        prot = {"none": O.PROT_NONE, "r": O.PROT_READ, "rw": O.PROT_RW}[desc.rstrip("hu")]
-        attr[int(a):int(a) + int(m)] = _vattr(prot, "h" in desc[-2:], desc.endswith("u"))
+        prot = {"none": O.PROT_NONE, "r": O.PROT_READ, "rw": O.PROT_RW}[desc.rstrip("huR")]
+        # "u": VmFlags uw (VM_UFFD_WP), "R": VmFlags ur (VM_UFFD_RWP, 7.3 fs/proc/task_mmu.c:1241)
+        uffd = 1 if desc.endswith("u") else 2 if desc.endswith("R") else 0
+        attr[int(a):int(a) + int(m)] = _vattr(prot, "h" in desc[-2:], uffd)
     return attr
 
 
-def _vattr(prot: int, huge: bool, uffd: bool) -> int:
-    return 1 + prot * 4 + (2 if huge else 0) + (1 if uffd else 0) * 32
+def _vattr(prot: int, huge: bool, uffd: int) -> int:
+    """uffd: 0 none, 1 WP, 2 RWP (ProcObs.vmas)."""
+    return 1 + prot * 4 + (2 if huge else 0) + int(uffd) * 32
 
 
 def _describe_vattr(v: int) -> str:
     if v == 0:
         return "unmapped"
     v -= 1
-    uffd, v = v >= 32, v % 32
-    return f"{O.PROT_NAMES[v // 4]}{' thp' if v & 2 else ''}{' uffd' if uffd else ''}"
+    uffd, v = v // 32, v % 32
+    return (f"{O.PROT_NAMES[v // 4]}{' thp' if v & 2 else ''}"
+            f"{' uffd' if uffd == 1 else ' uffd-rwp' if uffd else ''}")
 
 
 # ---------------------------------------------------------------------------------------------

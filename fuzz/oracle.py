@@ -457,7 +457,7 @@ class Oracle:
         self._mremap_pieces = []
         if isinstance(op, O.MremapMove) and op.pid in self.legacy.mms:
             self._mremap_pieces = remap_move_pieces(
-                [(v.start, v.end, v.uffd_wp) for v in self.legacy.mms[op.pid].vmas],
+                [(v.start, v.end, v.uffd_protected) for v in self.legacy.mms[op.pid].vmas],
                 op.start, op.start + op.npages, op.dst)
         mixed = _mixed_cache_bases(self.pmd) if isinstance(op, _V3_OPS) else set()
         rl = self.legacy.apply(op)
