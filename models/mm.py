@@ -2401,11 +2401,13 @@ class Kernel:
             # the pre-scan ("Search for not compatible vmas", mm/userfaultfd.c:3813-3891), before
             # anything changes: RWP on an inaccessible (PROT_NONE) VMA is -EINVAL (:3832); a mode
             # switch that would drop VM_UFFD_WP or VM_UFFD_RWP of a VMA this context registered
-            # is -EINVAL (:3880), "Require an unregister first" (the rig has one context)
+            # is refused (:3880, "Require an unregister first"; the rig has one context) with
+            # -EBUSY: the check comes after `ret = -EBUSY;` (:3868) and sets no errno of its own
+            # (the real 7.3 kernel says -EBUSY; kernel-check of linux73-rwp-errors.trace)
             if rwp and v.prot == O.PROT_NONE:
                 return EINVAL
             if (v.uffd_wp and rwp) or (v.uffd_rwp and not rwp):
-                return EINVAL
+                return EBUSY
         for v in mm.vmas_in(lo, hi):
             if v.uffd_wp or v.uffd_rwp:
                 # userfaultfd_register_range() (mm/userfaultfd.c:2342): "already registered into
