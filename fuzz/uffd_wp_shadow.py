@@ -75,6 +75,7 @@ class UffdWpShadow:
         self.bits: dict[int, np.ndarray] = {0: np.zeros(O.VA_PAGES, bool)}
         self.state: dict[int, np.ndarray] = {}  # each page's state after the previous op
         self.vmas: dict[int, tuple] = {}  # each process's VMAs after the previous op
+        self.pmd_level: dict[int, np.ndarray] = {}  # each page PMD-mapped after the previous op
 
     def follow(self, op: O.Op, res: int, obs, new_pid: int | None) -> None:
         """Update the expectation after `op` returned `res` in this model, observed as `obs`."""
@@ -96,8 +97,10 @@ class UffdWpShadow:
             if res == O.OK:
                 reached = np.zeros(O.VA_PAGES, bool)
                 reached[sl] = True
-                # an access to a PMD-mapped THP resolves the whole PMD (do_huge_pmd_uffd_rwp())
-                lvl = obs.procs[pid].pmd_level
+                # an access to a PMD-mapped THP resolves the whole PMD (do_huge_pmd_uffd_rwp()),
+                # mapped so before the op (a write may split it afterwards: do_huge_pmd_wp_page()
+                # of a shared THP) or by the op's own whole-2 MiB swap-in
+                lvl = obs.procs[pid].pmd_level | self.pmd_level.get(pid, False)
                 for r in range(lo // O.HPAGE_PMD_NR, (sl.stop - 1) // O.HPAGE_PMD_NR + 1):
                     rs = slice(r * O.HPAGE_PMD_NR, (r + 1) * O.HPAGE_PMD_NR)
                     if lvl[rs].all():
@@ -138,6 +141,7 @@ class UffdWpShadow:
             if po is not None:
                 b &= po.state >= PRESENT  # an entry that went takes its bit with it
         self.state = {p: po.state.copy() for p, po in obs.procs.items()}
+        self.pmd_level = {p: po.pmd_level.copy() for p, po in obs.procs.items()}
         self.vmas = {p: po.vmas for p, po in obs.procs.items()}
 
     def check(self, obs) -> tuple[int, np.ndarray, bool] | None:
