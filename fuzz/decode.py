@@ -39,7 +39,7 @@ WEIGHTS: dict[type[O.Op], int] = {
     O.Munmap: 12, O.Mprotect: 10, O.Dontneed: 8, O.Free: 8, O.MremapMove: 10, O.MremapShrink: 6,
     O.Swapoff: 6, O.Swapon: 4, O.ClearRefs: 6, O.UffdRegister: 7, O.UffdWp: 8, O.UffdMove: 8,
     O.SplitThp: 6, O.Fragment: 4, O.ZswapEnable: 3, O.Willneed: 5, O.Mincore: 5,
-    O.Cold: 4,
+    O.Cold: 4, O.UffdRwp: 5,
 }
 
 

@@ -73,6 +73,10 @@ def _why_not(op: O.Op, prof: Profile) -> str | None:
         return f"{prof.kernel} has no zswap (CONFIG_ZSWAP is not set in that kernel)"
     if isinstance(op, O.UffdMove) and "uffdio_move" not in prof.capabilities:
         return f"UFFDIO_MOVE does not exist in {prof.kernel} (added in Linux 6.8)"
+    if (isinstance(op, O.UffdRwp) or isinstance(op, O.UffdRegister) and op.rwp) \
+            and "uffd_rwp" not in prof.capabilities:
+        return (f"userfaultfd RWP (UFFDIO_REGISTER_MODE_RWP, UFFDIO_RWPROTECT) does not exist in "
+                f"{prof.kernel} (added in Linux 7.3)")
     if isinstance(op, O.SplitThp) and "split_huge_pages" not in prof.capabilities:
         return f"{prof.kernel} has no debugfs split_huge_pages"
     for f in ("start", "page", "src", "dst"):
@@ -108,9 +112,10 @@ def _op_row(i: int, op: O.Op) -> str:
     a = b = c = d = 0
     if k in (O.Mmap,):
         a, b, c = op.start, op.npages, int(op.hugepage)
-    elif k in (O.Munmap, O.Pageout, O.Dontneed, O.Free, O.UffdRegister, O.Willneed, O.Mincore,
-               O.Cold):
+    elif k in (O.Munmap, O.Pageout, O.Dontneed, O.Free, O.Willneed, O.Mincore, O.Cold):
         a, b = op.start, op.npages
+    elif k is O.UffdRegister:
+        a, b, c = op.start, op.npages, int(op.rwp)
     elif k is O.Write:
         a, b, c = op.start, op.npages, op.value
     elif k is O.Fault:
@@ -123,7 +128,7 @@ def _op_row(i: int, op: O.Op) -> str:
         a, b, c = op.start, op.npages, op.new_npages
     elif k is O.Swapon:
         c = int(op.sync)
-    elif k is O.UffdWp:
+    elif k in (O.UffdWp, O.UffdRwp):
         a, b, c = op.start, op.npages, int(op.enable)
     elif k is O.UffdMove:
         a, b, c = op.src, op.npages, op.dst
@@ -141,12 +146,16 @@ def export_c(ops: list[O.Op], name: str, profile: str | Profile | None = None) -
     table = (f"static const char *trace_name = {_c_string(safe)};\n"
              f"static const struct op ops[] = {{\n{rows}\n}};\n"
              "#define NOPS ((int)(sizeof(ops) / sizeof(ops[0])))\n")
-    return head + _runtime(table, "")
+    return head + _runtime(table, "", prof)
 
 
-def _runtime(table: str, select: str) -> str:
+def _runtime(table: str, select: str, prof: Profile) -> str:
     enum = ",\n".join(f"\tOP_{cls.name.upper()} = {_KIND[cls]}" for cls in O.OPS)
+    # UFFDIO_API features: RWP in async mode where the kernel has it (7.3 mm/userfaultfd.c:4653:
+    # RWP_ASYNC needs RWP; an older kernel refuses unknown features with -EINVAL, so none there)
+    feats = "UFFD_FEATURE_RWP | UFFD_FEATURE_RWP_ASYNC" if "uffd_rwp" in prof.capabilities else "0"
     return (RUNTIME.replace("@ENUM@", enum)
+            .replace("@UFFD_FEATURES@", feats)
             .replace("@WINDOW_BASE@", f"0x{WINDOW_BASE:x}UL")
             .replace("@VA_PAGES@", str(O.VA_PAGES))
             .replace("@MAX_PROCS@", str(O.MAX_PROCS))
@@ -187,7 +196,7 @@ def export_c_batch(traces: list[tuple[str, list[O.Op]]],
     head = (f"// SPDX-License-Identifier: GPL-2.0\n/* {len(traces)} pmdswap-fuzz traces in one "
             f"program for kernel profile {prof.name} ({prof.kernel}); see `pmdswap-fuzz export-c` "
             "for one trace as a readable reproducer. */\n")
-    return head + _runtime(table, select)
+    return head + _runtime(table, select, prof)
 
 
 HEADER = """\
@@ -211,9 +220,11 @@ HEADER = """\
  * (pagemap, smaps, mem) so that observing faults nothing in:
  *   K:<i>.res        the op's result: 0, -EINVAL ..., SIGSEGV, SIGBUS, UFFD_WP_TRAP or n/a
  *   K:<i>.p<N>.vma   VMAs in the window: start+npages:prot[h=MADV_HUGEPAGE][u=uffd-wp registered]
+ *                    [R=uffd RWP registered]
  *   K:<i>.p<N>.pm    pagemap runs: start+n:P|S|N[d=soft-dirty][x=exclusive][w=uffd-wp][@type:off]
  *                    (a swapped run has consecutive offsets from off)
- *   K:<i>.p<N>.ct    first word of present pages: start+n:=V (all V) or start+n:+V (V + page)
+ *   K:<i>.p<N>.ct    first word of present pages: start+n:=V (all V) or start+n:+V (V + page);
+ *                    not of RWP-protected ones before the end (reading them would resolve them)
  *   K:<i>.p<N>.bad   present pages whose other words do not follow their first word's pattern
  *   K:<i>.p<N>.smaps Rss,Swap,AnonHugePages of the window's VMAs, in kB
  *   K:<i>.vm         deltas of the THP / swap vmstat counters
@@ -270,6 +281,26 @@ struct uffdio_move_args { /* struct uffdio_move, Linux 6.8+ */
 };
 #ifndef UFFDIO_MOVE
 #define UFFDIO_MOVE _IOWR(UFFDIO, 0x05, struct uffdio_move_args)
+#endif
+/* userfaultfd RWP, Linux 7.3 include/uapi/linux/userfaultfd.h:114, :276-277, :293, :387-392 */
+struct uffdio_rwprotect_args {
+	__u64 start, len; /* struct uffdio_range */
+	__u64 mode;
+};
+#ifndef UFFD_FEATURE_RWP
+#define UFFD_FEATURE_RWP (1 << 17)
+#endif
+#ifndef UFFD_FEATURE_RWP_ASYNC
+#define UFFD_FEATURE_RWP_ASYNC (1 << 18)
+#endif
+#ifndef UFFDIO_REGISTER_MODE_RWP
+#define UFFDIO_REGISTER_MODE_RWP ((__u64)1 << 3)
+#endif
+#ifndef UFFDIO_RWPROTECT
+#define UFFDIO_RWPROTECT _IOWR(UFFDIO, 0x09, struct uffdio_rwprotect_args)
+#endif
+#ifndef UFFDIO_RWPROTECT_MODE_RWP
+#define UFFDIO_RWPROTECT_MODE_RWP ((__u64)1 << 0)
 #endif
 
 #define PAGE_SZ 4096UL
@@ -491,7 +522,9 @@ static int uffd_open(void)
 	uffd = syscall(__NR_userfaultfd, O_CLOEXEC);
 	if (uffd < 0)
 		return -errno;
-	struct uffdio_api api = { .api = UFFD_API };
+	/* RWP in async mode (the kernel resolves an access itself, do_uffd_rwp()), where the
+	 * profile's kernel has it: deterministic, nothing for the handler thread to do */
+	struct uffdio_api api = { .api = UFFD_API, .features = @UFFD_FEATURES@ };
 	if (ioctl(uffd, UFFDIO_API, &api))
 		return -errno;
 	pthread_t th;
@@ -649,9 +682,18 @@ static int run_op(const struct op *o, int arg, int *extra)
 			.range = { .start = (unsigned long)PAGE_ADDR(o->a), .len = o->b * PAGE_SZ },
 			/* WP only: MISSING would send first touches to the handler, which the models
 			 * do not have; UFFDIO_MOVE needs only a registered dst (validate_move_areas()) */
-			.mode = UFFDIO_REGISTER_MODE_WP,
+			.mode = o->c ? UFFDIO_REGISTER_MODE_RWP : UFFDIO_REGISTER_MODE_WP,
 		};
 		return ioctl(uffd, UFFDIO_REGISTER, &reg) ? -errno : 0;
+	}
+	case OP_UFFD_RWP: {
+		if (uffd < 0)
+			return -ENOENT; /* nothing registered: no VMA of this context */
+		struct uffdio_rwprotect_args rw = {
+			.start = (unsigned long)PAGE_ADDR(o->a), .len = o->b * PAGE_SZ,
+			.mode = o->c ? UFFDIO_RWPROTECT_MODE_RWP : 0,
+		};
+		return ioctl(uffd, UFFDIO_RWPROTECT, &rw) ? -errno : 0;
 	}
 	case OP_UFFD_WP: {
 		if (uffd < 0)
@@ -823,7 +865,7 @@ static void report_vmstat(const char *tag)
 #define PM_EXCL (1ULL << 56)
 #define PM_SOFTDIRTY (1ULL << 55)
 
-struct vma { unsigned long s, e; char prot[8]; int hg, uw; long rss, swap, ahp; };
+struct vma { unsigned long s, e; char prot[8]; int hg, uw, ur; long rss, swap, ahp; };
 
 static int read_vmas(pid_t pid, struct vma *v, int max)
 {
@@ -860,6 +902,7 @@ static int read_vmas(pid_t pid, struct vma *v, int max)
 		else if (!strncmp(line, "VmFlags:", 8)) {
 			c->hg = strstr(line, " hg") != NULL;
 			c->uw = strstr(line, " uw") != NULL;
+			c->ur = strstr(line, " ur") != NULL; /* VM_UFFD_RWP, 7.3 fs/proc/task_mmu.c:1241 */
 		}
 	}
 	fclose(f);
@@ -933,7 +976,7 @@ static void observe_slot(const char *tag, int s, int final)
 	for (int i = 0; i < nv; i++) {
 		unsigned a = (v[i].s - WINDOW_BASE) / PAGE_SZ, b = (v[i].e - WINDOW_BASE) / PAGE_SZ;
 		o += sprintf(o, "%s%u+%u:%s%s%s", i ? ";" : "", a, b - a, v[i].prot,
-			     v[i].hg ? "h" : "", v[i].uw ? "u" : "");
+			     v[i].hg ? "h" : "", v[i].uw ? "u" : v[i].ur ? "R" : "");
 		rss += v[i].rss;
 		swp += v[i].swap;
 		ahp += v[i].ahp;
@@ -986,9 +1029,19 @@ static void observe_slot(const char *tag, int s, int final)
 	snprintf(key, sizeof(key), "p%d.pm", s);
 	out(tag, key, "%s", obuf);
 
-	/* contents: present pages now; after the last op every page holding an entry */
+	/* contents: present pages now; after the last op every page holding an entry. Not, before
+	 * the end, an RWP-protected page (pagemap bit 57 in a VmFlags "ur" VMA): GUP always faults
+	 * on it (gup_can_follow_protnone(), 7.3 include/linux/mm.h:4881), so reading it through
+	 * /proc/pid/mem would resolve the protection (do_uffd_rwp()) */
+	static unsigned char rwp[VA_PAGES];
+	memset(rwp, 0, sizeof(rwp));
+	for (int i = 0; i < nv; i++)
+		if (v[i].ur)
+			for (unsigned long a = v[i].s; a < v[i].e; a += PAGE_SZ)
+				rwp[(a - WINDOW_BASE) / PAGE_SZ] = 1;
 	for (unsigned p = 0; p < VA_PAGES; p++)
-		want[p] = want[p] && (pm[p] & (final ? (PM_PRESENT | PM_SWAP) : PM_PRESENT));
+		want[p] = want[p] && (pm[p] & (final ? (PM_PRESENT | PM_SWAP) : PM_PRESENT)) &&
+			  (final || !(rwp[p] && (pm[p] & PM_UFFD_WP)));
 	snprintf(path, sizeof(path), "/proc/%d/mem", pid);
 	fd = open(path, O_RDONLY);
 	if (fd >= 0) {

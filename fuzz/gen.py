@@ -500,6 +500,41 @@ class _Gen:
         self.emit(O.Pageout(pid, start, n))
         self.emit(O.Fault(pid, start + self._subpage(), write=self.chance(0.3)))
 
+    def rwp_cycle(self) -> None:
+        """userfaultfd RWP (Linux 7.3, async): register a region for RWP, protect it, then swap it
+        out (whole THP or part), evict, and access, fork, mprotect, unprotect or swapoff: the
+        uffd bit on PTE and PMD swap entries and the PAGE_NONE restore of every swap-in path."""
+        pid = self.pid()
+        start, n = self.region_in(pid)
+        if self.chance(0.7):
+            self.emit(O.Write(pid, start, n, self.value()))
+        self.emit(O.UffdRegister(pid, start, n, rwp=True))
+        self.emit(O.UffdRwp(pid, start, n, enable=True))
+        if self.chance(0.3):
+            self.emit(O.Fault(pid, start + self._subpage(), write=self.chance(0.5)))
+            self.emit(O.UffdRwp(pid, start, n, enable=True))
+        if self.chance(0.8):
+            self.emit(O.Pageout(pid, start, n) if self.chance(0.7)
+                      else O.Pageout(pid, start, self.r.randint(1, n)))
+            if pid in self.s.swapped:
+                self.s.swapped[pid].update(range(start // P, (start + n) // P))
+        if self.chance(0.6):
+            self.emit(O.Evict())
+        follow = self.r.randrange(6)
+        if follow == 0:
+            self.fork()
+        elif follow == 1:
+            self.emit(O.Mprotect(pid, start, self.r.randint(1, n), O.PROT_READ))
+            self.emit(O.Mprotect(pid, start, n, O.PROT_RW))
+        elif follow == 2:
+            self.emit(O.UffdRwp(pid, start + self._subpage(), self.r.randint(1, 8), enable=False))
+        elif follow == 3:
+            self.emit(O.Swapoff())
+            self.emit(O.Swapon(sync=self.chance(0.5)))
+        self.emit(O.Fault(pid, start + self._subpage(), write=self.chance(0.5)))
+        if self.chance(0.4):
+            self.emit(O.Write(pid, start + self._subpage(), 1, self.value()))
+
     def uffd_remap(self) -> None:
         """A paged-out region registered with uffd (no EVENT_REMAP) moved by an aligned mremap:
         the move must drop uffd-wp and set soft-dirty, at PMD and at PTE level alike."""
@@ -589,7 +624,7 @@ MOVES: dict[str, int] = {
     "uffd_wp": 3, "uffd_move": 3, "clear_refs": 3, "exit": 1, "knob": 3, "invalid": 2,
     "wp_then_swap": 3, "soft_dirty_cycle": 3, "swapcache_cycle": 3, "swapoff_cycle": 2,
     "uffd_remap": 2, "shared_move": 2, "willneed": 3, "mincore": 3, "mixed_cache_cycle": 2,
-    "zswap_cycle": 2, "cold": 2,
+    "zswap_cycle": 2, "cold": 2, "rwp_cycle": 2,
 }
 _MOVE_NAMES = tuple(MOVES)
 _MOVE_CUM = []

@@ -334,7 +334,9 @@ LINUX_7_3 = Profile(
     kernel="Linux 7.3 (Debian experimental/sid linux-image-7.3*-cloud-amd64)",
     package=KERNEL_PACKAGES["linux-7.3"],
     model="legacy",
-    capabilities=frozenset({"split_huge_pages", "uffdio_move", "zswap"}),  # CONFIG_ZSWAP=y
+    # CONFIG_ZSWAP=y; CONFIG_USERFAULTFD_RWP=y (mm/Kconfig def_bool y on x86-64, and in the cloud
+    # kernel's config): UFFDIO_REGISTER_MODE_RWP, UFFDIO_RWPROTECT, UFFD_FEATURE_RWP[_ASYNC]
+    capabilities=frozenset({"split_huge_pages", "uffdio_move", "zswap", "uffd_rwp"}),
     differences=(PAGEMAP_EXCLUSIVE_7X, SWAP_OFFSETS_7X),
     observable_rules={"exclusive": "mapcount1", "swap_offsets": "structure"},
 )
@@ -344,7 +346,7 @@ MAINLINE_PMD = Profile(
     name="mainline-pmd",
     kernel="a mid-2026 kernel with the PMD swap entry series",
     model="pmd",
-    capabilities=frozenset({"split_huge_pages", "uffdio_move", "zswap"}),
+    capabilities=frozenset({"split_huge_pages", "uffdio_move", "zswap", "uffd_rwp"}),
     differences=(
         Difference(
             "swap_slot_cache",
@@ -387,8 +389,9 @@ LINUX_7_2 = Profile(
         Difference(
             "no_uffd_rwp",
             "no userfaultfd read-write protection (UFFDIO_REGISTER_MODE_RWP, UFFDIO_RWPROTECT): "
-            "7.3 generalises the uffd-wp PTE bit (pte_uffd_wp -> pte_uffd) for it. The model has "
-            "no RWP op and uffd-wp behaves the same",
+            "7.3 generalises the uffd-wp PTE bit (pte_uffd_wp -> pte_uffd) for it. The exporter "
+            "refuses `uffd_register rwp=1` and `uffd_rwp` for this profile (no \"uffd_rwp\" "
+            "capability), as UFFDIO_MOVE on 6.1; uffd-wp behaves the same",
             f"{S73}: include/uapi/linux/userfaultfd.h:293 UFFDIO_REGISTER_MODE_RWP, :114 "
             "UFFDIO_RWPROTECT, mm/userfaultfd.c:1167 mrwprotect_range(), CONFIG_USERFAULTFD_RWP=y; "
             f"absent from {S72}",
@@ -427,7 +430,7 @@ MAINLINE_LEGACY = Profile(
     name="mainline-legacy",
     kernel="a mid-2026 kernel without the series (the legacy model's own base tree)",
     model="legacy",
-    capabilities=frozenset({"split_huge_pages", "uffdio_move", "zswap"}),
+    capabilities=frozenset({"split_huge_pages", "uffdio_move", "zswap", "uffd_rwp"}),
     differences=MAINLINE_PMD.differences,
     observable_rules={"exclusive": "model", "swap_offsets": "structure"},
 )

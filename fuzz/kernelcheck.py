@@ -43,7 +43,8 @@ Observables compared, per op (OBSERVABLES below is the list the report prints):
               (models/swap.py SwapDevice.alloc_id: a THP swapped out whole, those of its slots not
               freed since) must have kernel offsets with the same differences (base + i); order-0
               slots are free to land anywhere (7.3's per-CPU clusters)
-  contents    first word of every present page (read via /proc/pid/mem, which faults nothing in),
+  contents    first word of every present page (read via /proc/pid/mem, which faults nothing in;
+              except an RWP-protected page, which GUP faults on, so it is read only at the end),
               and every other word of the page must follow it (`bad` = 0); after the last op every
               page holding an entry is read, swapped ones faulted in, and compared
   smaps       Rss, Swap, AnonHugePages summed over the window's VMAs (kB)
@@ -646,21 +647,25 @@ def _expand_vma(s: str):
     for run in filter(None, s.split(";")):
         rng, _, desc = run.partition(":")
         a, _, m = rng.partition("+")
-        prot = {"none": O.PROT_NONE, "r": O.PROT_READ, "rw": O.PROT_RW}[desc.rstrip("hu")]
-        attr[int(a):int(a) + int(m)] = _vattr(prot, "h" in desc[-2:], desc.endswith("u"))
+        prot = {"none": O.PROT_NONE, "r": O.PROT_READ, "rw": O.PROT_RW}[desc.rstrip("huR")]
+        # "u": VmFlags uw (VM_UFFD_WP), "R": VmFlags ur (VM_UFFD_RWP, 7.3 fs/proc/task_mmu.c:1241)
+        uffd = 1 if desc.endswith("u") else 2 if desc.endswith("R") else 0
+        attr[int(a):int(a) + int(m)] = _vattr(prot, "h" in desc[-2:], uffd)
     return attr
 
 
-def _vattr(prot: int, huge: bool, uffd: bool) -> int:
-    return 1 + prot * 4 + (2 if huge else 0) + (1 if uffd else 0) * 32
+def _vattr(prot: int, huge: bool, uffd: int) -> int:
+    """uffd: 0 none, 1 WP, 2 RWP (ProcObs.vmas)."""
+    return 1 + prot * 4 + (2 if huge else 0) + int(uffd) * 32
 
 
 def _describe_vattr(v: int) -> str:
     if v == 0:
         return "unmapped"
     v -= 1
-    uffd, v = v >= 32, v % 32
-    return f"{O.PROT_NAMES[v // 4]}{' thp' if v & 2 else ''}{' uffd' if uffd else ''}"
+    uffd, v = v // 32, v % 32
+    return (f"{O.PROT_NAMES[v // 4]}{' thp' if v & 2 else ''}"
+            f"{' uffd' if uffd == 1 else ' uffd-rwp' if uffd else ''}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -773,6 +778,12 @@ def _compare_obs(tag: str, k, obs, kobs: dict, prof: Profile, final: bool) -> li
             if ks != ms:
                 diffs.append(f"{pre} smaps Rss,Swap,AnonHugePages kB: model {ms}, kernel {ks}")
             want = po.state == PRESENT
+            # the program does not read an RWP-protected page before the end: GUP faults on it
+            # and the fault resolves it (gup_can_follow_protnone(), 7.3 include/linux/mm.h:4881;
+            # do_uffd_rwp(), mm/memory.c:6260)
+            for a, b, _prot, _huge, uffd in po.vmas:
+                if uffd == 2:
+                    want[a:b] &= ~po.uffd_wp[a:b]
         else:
             want = (po.state == PRESENT) | (po.state == SWAPPED)
         have, word = _expand_ct(kobs.get(f"p{pid}.ct", ""))

@@ -76,6 +76,17 @@ TOLERATED = (
               unchecked="the detached process: every cross-model rule; still checked: legacy's "
                         "contents against the expected-contents shadow, each model's uffd-wp "
                         "shadow, each model's invariants"),
+    Tolerated("rwp_resolve_level", "an access in a uffd RWP VMA to a region one model maps at PMD "
+              "level and the other does not: if the uffd bits, results or contents then differ, "
+              "stop comparing that process",
+              "in async RWP an access resolves the entry it faults on: all 512 pages of a "
+              "PMD-mapped THP (do_huge_pmd_uffd_rwp(), 7.3 mm/huge_memory.c:2291), one PTE else "
+              "(do_uffd_rwp(), mm/memory.c:6260); after a whole-2 MiB swap-in (D1/D2) the series "
+              "maps under a PMD what legacy maps page by page, so one access clears 512 bits in "
+              "one model and one bit in the other", "3.2 D1",
+              unchecked="the detached process: every cross-model rule; each model's uffd-wp "
+                        "shadow (which resolves the whole PMD where the model mapped one), "
+                        "legacy's expected contents and each model's invariants still checked"),
     Tolerated("pmd_zapped", "where legacy kept a PTE table there: taint the (pid, region); "
               "end lockstep",
               "a zapped PMD swap entry leaves the PMD none (a later touch can fault a fresh THP). "
@@ -384,6 +395,21 @@ class Oracle:
             ranges = [(op.page, 1)] if isinstance(op, O.Fault) else [(op.start, op.npages)]
         return any(mask[s:s + n].any() for s, n in ranges)
 
+    def _rwp_level_differs(self, op: O.Op) -> bool:
+        """A write or fault reaching a uffd RWP VMA in a region whose PMD is huge (present or
+        swap) in one model and not in the other (TOLERATED rwp_resolve_level)."""
+        pid = getattr(op, "pid", None)
+        if not isinstance(op, (O.Write, O.Fault)) or pid not in self.legacy.mms \
+                or pid not in self.pmd.mms:
+            return False
+        lo, n = (op.page, 1) if isinstance(op, O.Fault) else (op.start, op.npages)
+        lmm, pmm = self.legacy.mms[pid], self.pmd.mms[pid]
+        if not any(v.uffd_rwp for v in lmm.vmas_in(lo, lo + n)):
+            return False
+        huge = (PMD_HUGE, PMD_SWAP)
+        return any((lmm.pmd_kind[r] in huge) != (pmm.pmd_kind[r] in huge)
+                   for r in range(lo // HPAGE_PMD_NR, min(O.NR_REGIONS, (lo + n - 1) // HPAGE_PMD_NR + 1)))
+
     def _note_diverged(self, ol, op_) -> None:
         """Remember tainted pages whose residency differs now: their uffd-wp bits may differ from
         then on, and stores to them are representation-sensitive."""
@@ -454,10 +480,11 @@ class Oracle:
             self.cells.update(op_cells(self.pmd, op))
         pids_before = set(self.legacy.mms)
         risky = self._entry_vs_none(op)
+        rwp_level = self._rwp_level_differs(op)
         self._mremap_pieces = []
         if isinstance(op, O.MremapMove) and op.pid in self.legacy.mms:
             self._mremap_pieces = remap_move_pieces(
-                [(v.start, v.end, v.uffd_wp) for v in self.legacy.mms[op.pid].vmas],
+                [(v.start, v.end, v.uffd_protected) for v in self.legacy.mms[op.pid].vmas],
                 op.start, op.start + op.npages, op.dst)
         mixed = _mixed_cache_bases(self.pmd) if isinstance(op, _V3_OPS) else set()
         rl = self.legacy.apply(op)
@@ -493,6 +520,11 @@ class Oracle:
                 self._taint_slot_sharers(ev[1], ev[2], ev[3])
         if risky and (rl != rp or self._contents_differ(op.pid, ol, op_)):
             self.detached.add(op.pid)  # TOLERATED entry_vs_none_cascade
+            rl = rp
+        if rwp_level and op.pid in ol.procs and op.pid in op_.procs and (
+                rl != rp or self._contents_differ(op.pid, ol, op_)
+                or (ol.procs[op.pid].uffd_wp != op_.procs[op.pid].uffd_wp).any()):
+            self.detached.add(op.pid)  # TOLERATED rwp_resolve_level
             rl = rp
         self._note_diverged(ol, op_)
         self.prev_contents = {pid: po.contents for pid, po in ol.procs.items()}

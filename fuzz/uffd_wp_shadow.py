@@ -22,6 +22,16 @@ of Linux 7.3 for anonymous memory without UFFD_FEATURE_WP_UNPOPULATED / EVENT_FO
   * UFFDIO_MOVE: a moved swap entry keeps it (move_swap_pte()), a moved present page (a fresh PTE)
     and a moved zero page (move_zeropage_pte()) do not. After a move that stopped part way the
     pages' expectation is taken from the model (which pages moved is the model's to say).
+
+RWP (Linux 7.3, the same bit; the rig's context is UFFD_FEATURE_RWP_ASYNC):
+  * UFFDIO_RWPROTECT sets and clears it as UFFDIO_WRITEPROTECT does (change_protection() with
+    MM_CP_UFFD_RWP / _RESOLVE, mm/mprotect.c);
+  * on an RWP VMA an access resolves the page (do_uffd_rwp(): the bit is cleared), all 512 of a
+    PMD-mapped THP (do_huge_pmd_uffd_rwp()), whatever swap-in came first (do_swap_page() restores PAGE_NONE and the bit, the
+    access then resolves it): every page a `write` that returned 0 reached, and the page of a
+    `fault` that returned 0, end without it (a failed access: the model's bits are taken);
+  * UFFDIO_MOVE into an RWP VMA re-arms every moved entry ("Re-arm RWP", mm/userfaultfd.c:1365,
+    :1452, :1482; mm/huge_memory.c:2988).
 """
 
 from __future__ import annotations
@@ -65,6 +75,7 @@ class UffdWpShadow:
         self.bits: dict[int, np.ndarray] = {0: np.zeros(O.VA_PAGES, bool)}
         self.state: dict[int, np.ndarray] = {}  # each page's state after the previous op
         self.vmas: dict[int, tuple] = {}  # each process's VMAs after the previous op
+        self.pmd_level: dict[int, np.ndarray] = {}  # each page PMD-mapped after the previous op
 
     def follow(self, op: O.Op, res: int, obs, new_pid: int | None) -> None:
         """Update the expectation after `op` returned `res` in this model, observed as `obs`."""
@@ -76,7 +87,28 @@ class UffdWpShadow:
             self.bits.pop(pid, None)
         elif bits is None or pid not in obs.procs:
             pass
-        elif isinstance(op, O.UffdWp):
+        elif isinstance(op, (O.Write, O.Fault)) and pid in self.vmas:
+            lo, n = (op.start, op.npages) if isinstance(op, O.Write) else (op.page, 1)
+            rwp = np.zeros(O.VA_PAGES, bool)
+            for v in self.vmas[pid]:
+                if v[-1] == 2:  # ProcObs.vmas: uffd 2 = RWP-registered
+                    rwp[v[0]:v[1]] = True
+            sl = slice(lo, min(lo + n, O.VA_PAGES))
+            if res == O.OK:
+                reached = np.zeros(O.VA_PAGES, bool)
+                reached[sl] = True
+                # an access to a PMD-mapped THP resolves the whole PMD (do_huge_pmd_uffd_rwp()),
+                # mapped so before the op (a write may split it afterwards: do_huge_pmd_wp_page()
+                # of a shared THP) or by the op's own whole-2 MiB swap-in
+                lvl = obs.procs[pid].pmd_level | self.pmd_level.get(pid, False)
+                for r in range(lo // O.HPAGE_PMD_NR, (sl.stop - 1) // O.HPAGE_PMD_NR + 1):
+                    rs = slice(r * O.HPAGE_PMD_NR, (r + 1) * O.HPAGE_PMD_NR)
+                    if lvl[rs].all():
+                        reached[rs] = True
+                bits &= ~(rwp & reached)
+            else:  # stopped part way: how far it got is the model's
+                bits[sl] = np.where(rwp[sl], obs.procs[pid].uffd_wp[sl], bits[sl])
+        elif isinstance(op, (O.UffdWp, O.UffdRwp)):
             sl = slice(op.start, op.start + op.npages)
             if res != O.OK:  # stopped at an unregistered VMA: how far it got is the model's
                 bits[sl] = obs.procs[pid].uffd_wp[sl]
@@ -94,8 +126,11 @@ class UffdWpShadow:
         elif isinstance(op, O.UffdMove):
             n = max(0, min(op.npages, O.VA_PAGES - op.src, O.VA_PAGES - op.dst))
             before = self.state.get(pid)
+            dst_rwp = any(v[0] <= op.dst < v[1] and v[-1] == 2 for v in self.vmas.get(pid, ()))
             if res == O.OK and before is not None:
                 moved = bits[op.src:op.src + n] & (before[op.src:op.src + n] == SWAPPED)
+                if dst_rwp:
+                    moved = before[op.src:op.src + n] >= PRESENT
                 bits[op.src:op.src + n] = False
                 bits[op.dst:op.dst + n] = moved
             elif n:
@@ -106,6 +141,7 @@ class UffdWpShadow:
             if po is not None:
                 b &= po.state >= PRESENT  # an entry that went takes its bit with it
         self.state = {p: po.state.copy() for p, po in obs.procs.items()}
+        self.pmd_level = {p: po.pmd_level.copy() for p, po in obs.procs.items()}
         self.vmas = {p: po.vmas for p, po in obs.procs.items()}
 
     def check(self, obs) -> tuple[int, np.ndarray, bool] | None:

@@ -47,13 +47,13 @@ def copied_source_hash(fn) -> str:
 
 # PmdSwapKernel methods whose body is copied below, with the hash of the version copied.
 COPIED_FROM = {
-    "do_huge_pmd_swap_page": "a926903a8ba7ef7e",
-    "unuse_pmd": "b5666fa464068128",
+    "do_huge_pmd_swap_page": "56669f03be1d2b12",
+    "unuse_pmd": "2d1abdbf96a21cb3",
     "zap_huge_pmd": "eea65c9ddb1abe14",
-    "change_huge_pmd": "b4d948b4c70750f8",
+    "change_huge_pmd": "3a955cdb761a4be9",
     "madvise_free_huge_pmd": "ae6473033f62cba9",
     "move_huge_pmd": "6db27510d84802d1",
-    "move_pages_huge_pmd": "e5df96dc88b5af71",
+    "move_pages_huge_pmd": "1a3cf01471b2bfba",
     "clear_soft_dirty_pmd": "6a27ee6856b70a15",
     "pagemap_pmd_range": "c76303cb8233bf22",
     "swapin_walk_huge_pmd": "df8edd8158e4d950",
@@ -100,10 +100,11 @@ def _swapin(k: PmdSwapKernel, mm: MM, vma: Vma, r: int, page: int, write: bool, 
     if exclusive and mem.writeback[head] and sw.sync:
         exclusive = False
     sd, uw = bool(mm.pmd_sd[r]), bool(mm.pmd_uw[r])
+    rwp_restore = uw and vma.uffd_rwp
     excl_ok = exclusive or mistake == "ignore_exclusive"  # BUG (ignore_exclusive): no exclusivity check
     uw_ok = not (vma.uffd_wp and uw) or mistake == "ignore_uffd_wp"  # BUG (ignore_uffd_wp)
     sd_ok = not (not vma.softdirty and not sd) or mistake == "no_sd_wp"  # BUG (no_sd_wp)
-    writable = excl_ok and bool(vma.prot & 2) and uw_ok and sd_ok
+    writable = excl_ok and not rwp_restore and bool(vma.prot & 2) and uw_ok and sd_ok
     free_cache = sw.sync or (write and exclusive)
     dirty = write and writable
     mm.clear_pmd(r, PMD_HUGE)
@@ -123,7 +124,7 @@ def _swapin(k: PmdSwapKernel, mm: MM, vma: Vma, r: int, page: int, write: bool, 
         k.folio_free_swap(head)
     k.vmstat["thp_swpin_pmd"] += 1
     k.events.append(("pmd_swapin", mm.pid, r, base))
-    if write and not writable:
+    if write and not writable and not rwp_restore:
         if vma.uffd_wp and uw:
             return O.UFFD_WP_TRAP
         if k.do_huge_pmd_wp_page(mm, vma, r, page):
@@ -221,6 +222,23 @@ class SwapoutDropsUffdWp(PmdSwapKernel):
     def set_pmd_swap_entry(self, mm: MM, r: int, head: int) -> bool:
         ok = super().set_pmd_swap_entry(mm, r, head)
         mm.pmd_uw[r] = False  # BUG: pmd_swp_mkuffd_wp() missing
+        return ok
+
+
+class SwapoutDropsRwp(PmdSwapKernel):
+    """set_pmd_swap_entry(): the uffd bit is carried onto the swap PMD only for a uffd-wp VMA
+    (`if (userfaultfd_wp(vma) && pmd_uffd(pmdval)) pmdswp = pmd_swp_mkuffd(pmdswp)`): written
+    before 7.3's RWP reused the bit, so "RWP lost across swap-out of a PMD". Legacy's
+    try_to_unmap_one() keeps it on all 512 PTE swap entries (pte_swp_mkuffd() when pte_uffd()).
+    Symptom: pagemap bit 57 clear on the swapped-out pages of an RWP-protected THP where legacy
+    has it (rule uffd-wp, at the pageout); a later swap-in is not PAGE_NONE, the access is never
+    seen by the tracker."""
+
+    def set_pmd_swap_entry(self, mm: MM, r: int, head: int) -> bool:
+        vma = mm.find_vma(r * N)
+        ok = super().set_pmd_swap_entry(mm, r, head)
+        if vma is not None and not vma.uffd_wp:
+            mm.pmd_uw[r] = False  # BUG: the bit kept only under userfaultfd_wp(vma)
         return ok
 
 
@@ -493,7 +511,7 @@ class ChangeHugePmdIgnoresUffdWp(PmdSwapKernel):
 
     def change_huge_pmd(self, mm: MM, vma: Vma, r: int, mode: str) -> None:
         if mm.pmd_kind[r] == PMD_SWAP:
-            return  # BUG: MM_CP_UFFD_WP / _RESOLVE ignored on a swap PMD
+            return  # BUG: MM_CP_UFFD_WP / _RESOLVE (and the RWP modes) ignored on a swap PMD
         self._change_present_huge_pmd(mm, vma, r, mode)
 
 
@@ -651,6 +669,8 @@ class UffdMoveNonExclusive(PmdSwapKernel):
                 arr[rd] = arr[rs]
             mm.clear_pmd(rs)
             mm.pmd_sd[rd] = True
+            if dst_vma.uffd_rwp:
+                mm.pmd_uw[rd] = True
             self.events.append(("uffd_move_src_none", mm.pid, rs))
             if head >= 0:
                 self.events.append(("uffd_move_whole", mm.pid, rd))
@@ -906,6 +926,8 @@ BUGS: dict[str, type[PmdSwapKernel]] = {
     "willneed_ignores_zswap": WillneedIgnoresZswap,
     "unuse_ignores_zswap": UnuseIgnoresZswap,
     # fork
+    # RWP (Linux 7.3)
+    "swapout_drops_rwp": SwapoutDropsRwp,
     "fork_dups_base_slot_only": ForkDupsBaseSlotOnly,
     "fork_leaves_parent_exclusive": ForkLeavesParentExclusive,
     "fork_child_keeps_uffd_wp": ForkChildKeepsUffdWp,

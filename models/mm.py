@@ -62,6 +62,11 @@ class Vma:
     prot: int = O.PROT_RW
     hugepage: bool = False  # VM_HUGEPAGE
     uffd_wp: bool = False  # registered with UFFDIO_REGISTER_MODE_WP (VM_UFFD_WP)
+    # registered with UFFDIO_REGISTER_MODE_RWP (VM_UFFD_RWP, Linux 7.3). WP and RWP share the
+    # uffd PTE bit (pte_uw / pmd_uw here) and never coexist on a VMA (userfaultfd_register(),
+    # 7.3 mm/userfaultfd.c:3767). On an RWP VMA a present entry with the bit is PROT_NONE
+    # (protnone + _PAGE_UFFD): not accessible, not writable (pte_write is kept False)
+    uffd_rwp: bool = False
     softdirty: bool = True  # VM_SOFTDIRTY: set on new VMAs, cleared by clear_refs
     anon_vma: int = 0  # anon_vma identity, 0 = none yet (anon_vma_prepare() at the first fault)
     pgoff: int = 0  # vm_pgoff of `start`: an anonymous mmap's is its address; mremap keeps it
@@ -70,7 +75,17 @@ class Vma:
     def flags(self) -> tuple:
         """What must be equal for a merge (is_mergeable_vma()): VM_SOFTDIRTY is not among them,
         it is a sticky flag (VMA_IGNORE_MERGE_FLAGS = VMA_STICKY_FLAGS, include/linux/mm.h)."""
-        return (self.prot, self.hugepage, self.uffd_wp)
+        return (self.prot, self.hugepage, self.uffd_wp, self.uffd_rwp)
+
+    @property
+    def uffd_protected(self) -> bool:
+        """userfaultfd_protected() (7.3 include/linux/userfaultfd_k.h:233): WP or RWP."""
+        return self.uffd_wp or self.uffd_rwp
+
+    @property
+    def uffd_mode(self) -> int:
+        """What the observation reports of the registration: 0 none, 1 WP, 2 RWP."""
+        return 1 if self.uffd_wp else 2 if self.uffd_rwp else 0
 
 
 class MM:
@@ -326,7 +341,7 @@ class Kernel:
         for nb, a, b in nexts + prevs:  # "Try next first", then prev
             if not nb.anon_vma or nb.fork_child:
                 continue
-            if (a.hugepage, a.uffd_wp) == (b.hugepage, b.uffd_wp) \
+            if (a.hugepage, a.uffd_wp, a.uffd_rwp) == (b.hugepage, b.uffd_wp, b.uffd_rwp) \
                     and b.pgoff == a.pgoff + (a.end - a.start):
                 return nb.anon_vma
         return 0
@@ -540,6 +555,11 @@ class Kernel:
         if vma.prot == O.PROT_NONE:
             return O.SIGSEGV
         r = page // HPAGE_PMD_NR
+        if mm.pmd_kind[r] == PMD_HUGE and vma.uffd_rwp and mm.pmd_uw[r]:
+            # __handle_mm_fault() (7.3 mm/memory.c:6687): pmd_protnone() && vma_is_accessible():
+            # userfaultfd_huge_pmd_rwp() -> do_huge_pmd_uffd_rwp(), before any write handling;
+            # the access then retries on the resolved PMD (the caller's loop)
+            return self.do_huge_pmd_uffd_rwp(mm, vma, r)
         ret = self.handle_huge_pmd_fault(mm, vma, page, write, fail_alloc)
         if ret is not None:
             return ret
@@ -590,6 +610,33 @@ class Kernel:
         mm.pmd_dirty[r] = mm.pmd_sd[r] = True
         return True
 
+    def do_huge_pmd_uffd_rwp(self, mm: MM, vma: Vma, r: int) -> int:
+        """do_huge_pmd_uffd_rwp() (7.3 mm/huge_memory.c:2291), async mode (the only one
+        modelled: the rig's context has UFFD_FEATURE_RWP_ASYNC, userfaultfd_rwp_async()):
+        pmd_modify(orig_pmd, vm_page_prot) (a private mapping's vm_page_prot is not writable),
+        pmd_clear_uffd(), pmd_mkyoung(), then pmd_mkwrite() if VM_WRITE and
+        can_change_pmd_writable() (anon-exclusive, no soft-dirty write-protect pending; no uffd-wp
+        on an RWP VMA). Dirty and soft-dirty are kept (pmd_modify() keeps _PAGE_CHG_MASK)."""
+        mm.pmd_uw[r] = False
+        head = int(mm.pmd_pfn[r])
+        mm.pmd_write[r] = (bool(vma.prot & 2) and bool(self.mem.anon_exclusive[head])
+                           and (vma.softdirty or bool(mm.pmd_sd[r])))
+        return O.OK
+
+    def do_uffd_rwp(self, mm: MM, vma: Vma, page: int) -> int:
+        """do_uffd_rwp() (7.3 mm/memory.c:6260), async mode: pte_modify(orig_pte, vm_page_prot),
+        pte_clear_uffd(), pte_mkyoung(), then pte_mkwrite() if vma_wants_manual_pte_write_upgrade()
+        (VM_WRITE) and can_change_pte_writable() (7.3 mm/mprotect.c: vm_normal_page() anon and
+        PageAnonExclusive(), so never the zero page; no soft-dirty write-protect pending).
+        Returns 0: the access retries (the caller's loop), a write on a PTE left read-only
+        then takes do_wp_page(). Sync mode (handle_userfault(VM_UFFD_RWP)) is not modelled."""
+        mm.pte_uw[page] = False
+        pfn = int(mm.pte_pfn[page])
+        mm.pte_write[page] = (bool(vma.prot & 2) and pfn != ZERO_PFN
+                              and bool(self.mem.anon_exclusive[pfn])
+                              and (vma.softdirty or bool(mm.pte_sd[page])))
+        return O.OK
+
     def handle_pte_fault(self, mm: MM, vma: Vma, page: int, write: bool) -> int:
         """handle_pte_fault()."""
         kind = mm.pte_kind[page]
@@ -597,6 +644,10 @@ class Kernel:
             return self.do_anonymous_page(mm, vma, page, write)
         if kind == PTE_SWAP:
             return self.do_swap_page(mm, vma, page, write)
+        if vma.uffd_rwp and mm.pte_uw[page]:
+            # pte_protnone(orig_pte) && vma_is_accessible(): userfaultfd_pte_rwp() ->
+            # do_uffd_rwp() (7.3 mm/memory.c:6566-6571), before the write check
+            return self.do_uffd_rwp(mm, vma, page)
         if write and not mm.pte_write[page]:
             return self.do_wp_page(mm, vma, page)
         return O.OK
@@ -699,8 +750,13 @@ class Kernel:
         sd, uw = bool(mm.pte_sd[page]), bool(mm.pte_uw[page])
         slots = mm.pte_swp_off[sl].copy()
         pfns = (head + (slots - fbase)).astype(np.int32)
+        # "A page reclaimed while RWP-protected carries the uffd bit on its swap entry. Re-apply
+        # PAGE_NONE on swap-in so the first access still traps" (7.3 mm/memory.c:5171-5178):
+        # rwp_restore skips the write upgrade (:5189) and the do_wp_page() of a write (:5256);
+        # the access retries through do_uffd_rwp()
+        rwp_restore = uw and vma.uffd_rwp
         # writable: !KSM && exclusive && VM_WRITE && !userfaultfd_pte_wp && !pte_needs_soft_dirty_wp
-        writable = (exclusive and bool(vma.prot & 2) and not (vma.uffd_wp and uw)
+        writable = (exclusive and not rwp_restore and bool(vma.prot & 2) and not (vma.uffd_wp and uw)
                     and not (not vma.softdirty and not sd))
         # should_try_to_free_swap() after mapping (Linux 7.3 mm/memory.c): SWP_SYNCHRONOUS_IO, or
         # "we are the exclusive user and this is a write fault" (FAULT_FLAG_WRITE && exclusive;
@@ -723,7 +779,7 @@ class Kernel:
         sw.put(slots)  # folio_put_swap(): the folio is still cached, so no slot is freed here
         if free_cache:
             self.folio_free_swap(head)
-        if write and not writable:
+        if write and not writable and not rwp_restore:
             return self.do_wp_page(mm, vma, page)
         return O.OK
 
@@ -1175,9 +1231,13 @@ class Kernel:
         for arr in ("pte_kind", "pte_pfn", "pte_dirty", "pte_sd", "pte_swp_off"):
             getattr(dst, arr)[swp] = getattr(src, arr)[swp]
             getattr(dst, arr)[pres] = getattr(src, arr)[pres]
-        # uffd-wp survives only if userfaultfd_wp(dst_vma) (no UFFD_FEATURE_EVENT_FORK: never)
-        dst.pte_uw[swp] = src.pte_uw[swp] & dst_vma.uffd_wp
-        dst.pte_uw[pres] = src.pte_uw[pres] & dst_vma.uffd_wp
+        # the uffd bit survives only if userfaultfd_protected(dst_vma) (no UFFD_FEATURE_EVENT_FORK:
+        # never). An RWP-protected PTE is normalised for the child: pte_modify(pte,
+        # dst_vma->vm_page_prot), pte_clear_uffd() (__copy_present_ptes(), 7.3 mm/memory.c:1184);
+        # it was not writable (PAGE_NONE), so the parent's stays PROT_NONE and the child's is
+        # read-only, as every COW-copied PTE is here. A swap entry: pte_swp_clear_uffd() (:1104)
+        dst.pte_uw[swp] = src.pte_uw[swp] & dst_vma.uffd_protected
+        dst.pte_uw[pres] = src.pte_uw[pres] & dst_vma.uffd_protected
         if swp.size:
             self.swap.dup(src.pte_swp_off[swp])  # swap_dup_entry_direct()
             src.pte_swp_excl[swp] = False  # "Mark the swap entry as shared"
@@ -1216,14 +1276,19 @@ class Kernel:
         dst.pmd_pfn[r] = head
         dst.pmd_dirty[r] = src.pmd_dirty[r]
         dst.pmd_sd[r] = src.pmd_sd[r]
-        dst.pmd_uw[r] = src.pmd_uw[r] and dst_vma.uffd_wp
+        # copy_huge_pmd() (7.3 mm/huge_memory.c:2041): not userfaultfd_protected(dst_vma): an RWP
+        # marker is pmd_modify()'d to the child's vm_page_prot and the uffd bit cleared
+        dst.pmd_uw[r] = src.pmd_uw[r] and dst_vma.uffd_protected
         dst.anonpages += HPAGE_PMD_NR
 
     # =====================================================================================
     # change_protection (mm/mprotect.c), shared PTE level
     # =====================================================================================
     def change_protection(self, mm: MM, vma: Vma, lo: int, hi: int, mode: str) -> None:
-        """change_protection(); mode is "prot", "uffd_wp" (MM_CP_UFFD_WP) or "uffd_wp_resolve"."""
+        """change_protection(); mode is "prot", "uffd_wp" (MM_CP_UFFD_WP), "uffd_wp_resolve",
+        "uffd_rwp" (MM_CP_UFFD_RWP: newprot = PAGE_NONE, 7.3 mm/mprotect.c:716) or
+        "uffd_rwp_resolve" (MM_CP_UFFD_RWP_RESOLVE with MM_CP_TRY_CHANGE_WRITABLE on a VM_WRITE
+        VMA, mrwprotect_range(), mm/userfaultfd.c:1227)."""
         for r, a, b in regions_of(lo, hi):
             if mm.pmd_kind[r] in (PMD_HUGE, PMD_SWAP):
                 if b - a == HPAGE_PMD_NR:
@@ -1241,20 +1306,28 @@ class Kernel:
         pres = (kind == PTE_PRESENT).nonzero()[0] + a
         swp = (kind == PTE_SWAP).nonzero()[0] + a
         self._merge_batched_dirty(mm, a, b)
-        if mode == "uffd_wp":
+        # uffd_prot (MM_CP_UFFD_WP | MM_CP_UFFD_RWP) sets the uffd bit on present and swap PTEs,
+        # uffd_prot_resolve clears it (change_present_ptes() :294, change_softleaf_pte() :269);
+        # a none PTE of an anonymous VMA gets no marker for either
+        if mode in ("uffd_wp", "uffd_rwp"):
             mm.pte_uw[pres] = True
             mm.pte_uw[swp] = True
-        elif mode == "uffd_wp_resolve":
+        elif mode in ("uffd_wp_resolve", "uffd_rwp_resolve"):
             mm.pte_uw[pres] = False
             mm.pte_uw[swp] = False
         # pte_modify() to the VMA's COW protection, then MM_CP_TRY_CHANGE_WRITABLE when VM_WRITE
         pfns = mm.pte_pfn[pres]
         writable = np.zeros(pres.size, dtype=bool)
-        if vma.prot & 2 and mode != "uffd_wp":
+        if vma.prot & 2 and mode not in ("uffd_wp", "uffd_rwp"):
             # can_change_pte_writable(): anon-exclusive, no soft-dirty tracking pending, no uffd-wp
             writable = ((pfns != ZERO_PFN) & mem.anon_exclusive[np.maximum(pfns, 0)]
                         & (vma.softdirty | mm.pte_sd[pres]) & ~(mm.pte_uw[pres] & vma.uffd_wp))
             writable |= mm.pte_write[pres] & (mode != "prot")
+        if vma.uffd_rwp:
+            # "The uffd bit on a VM_UFFD_RWP VMA carries PROT_NONE semantics ... restore
+            # PAGE_NONE" (7.3 mm/mprotect.c:300-307), and can_change_pte_writable() refuses a
+            # protnone PTE: an RWP-protected PTE stays unwritable whatever the new protection
+            writable &= ~mm.pte_uw[pres]
         mm.pte_write[pres] = writable
 
     def _evict_split_partially_mapped(self) -> None:
@@ -1319,15 +1392,19 @@ class Kernel:
     def _change_present_huge_pmd(self, mm: MM, vma: Vma, r: int, mode: str) -> None:
         """change_huge_pmd(), present branch (unchanged by the series)."""
         head = int(mm.pmd_pfn[r])
-        if mode == "uffd_wp":
+        if mode in ("uffd_wp", "uffd_rwp"):
             mm.pmd_uw[r] = True
-        elif mode == "uffd_wp_resolve":
+        elif mode in ("uffd_wp_resolve", "uffd_rwp_resolve"):
             mm.pmd_uw[r] = False
         writable = False
-        if vma.prot & 2 and mode != "uffd_wp":
+        if vma.prot & 2 and mode not in ("uffd_wp", "uffd_rwp"):
             writable = (bool(self.mem.anon_exclusive[head]) and (vma.softdirty or bool(mm.pmd_sd[r]))
                         and not (mm.pmd_uw[r] and vma.uffd_wp))
             writable = writable or (bool(mm.pmd_write[r]) and mode != "prot")
+        if vma.uffd_rwp and mm.pmd_uw[r]:
+            # "See change_pte_range(): preserve RWP protection across mprotect()" (7.3
+            # mm/huge_memory.c:2816): pmd_modify(entry, PAGE_NONE), never writable
+            writable = False
         mm.pmd_write[r] = writable
 
     # =====================================================================================
@@ -1445,6 +1522,8 @@ class Kernel:
         tgt = moved.nonzero()[0] + new
         mm.pte_sd[tgt] = True
         if clear_uw:
+            # need_clear_uffd_wp (7.3 mm/mremap.c:295-312): an RWP-protected present PTE is also
+            # pte_modify()'d to vm_page_prot (accessible, not writable: it was not writable)
             mm.pte_uw[tgt] = False
         mm.clear_ptes(so)
 
@@ -1483,7 +1562,9 @@ class Kernel:
         heads = np.unique(mem.head[pfns])
         for h in heads[mem.writeback[heads]]:
             sw.end_writeback(mem, int(h))  # folio_wait_writeback()
-        # unuse_pte(): old and read-only, soft-dirty and uffd-wp kept, RMAP_EXCLUSIVE if exclusive
+        # unuse_pte(): old and read-only, soft-dirty and uffd-wp kept, RMAP_EXCLUSIVE if exclusive;
+        # an RWP marker swaps in PAGE_NONE (7.3 mm/swapfile.c:2515-2517 "See do_swap_page():
+        # restore PAGE_NONE for RWP"): read-only with pte_uw here, so it still traps
         excl = mm.pte_swp_excl[pages].copy()
         mm.pte_kind[pages] = PTE_PRESENT
         mm.pte_pfn[pages] = pfns
@@ -1530,6 +1611,8 @@ class Kernel:
                 return EBUSY  # "We don't support large folio moves currently"
             self._move_pte(mm, src, dst)
             mm.pte_sd[dst] = True  # pte_swp_mksoft_dirty(); uffd-wp and exclusive stay
+            if dst_vma.uffd_rwp:
+                mm.pte_uw[dst] = True  # "Re-arm RWP on the moved swap entry" (7.3 :1452)
             return O.OK
         pfn = int(mm.pte_pfn[src])
         if pfn == ZERO_PFN:
@@ -1537,6 +1620,8 @@ class Kernel:
             # dst_vma->vm_page_prot: no soft-dirty, no uffd-wp (no RWP here), read-only
             self._move_pte(mm, src, dst)
             mm.pte_sd[dst] = mm.pte_uw[dst] = mm.pte_write[dst] = mm.pte_dirty[dst] = False
+            # "Re-arm RWP on the moved PTE if dst_vma is RWP-registered" (7.3 :1482): PAGE_NONE
+            mm.pte_uw[dst] = dst_vma.uffd_rwp
             return O.OK
         head = int(mem.head[pfn])
         # move_pages_ptes(): `!PageAnonExclusive(&folio->page)`, the folio's first page
@@ -1556,6 +1641,11 @@ class Kernel:
         mm.pte_dirty[dst] = dirty
         mm.pte_write[dst] = bool(dst_vma.prot & 2)
         mm.pte_uw[dst] = False
+        if dst_vma.uffd_rwp:
+            # "Re-arm RWP on the moved PTE" (7.3 mm/userfaultfd.c:1365): pte_modify(PAGE_NONE),
+            # pte_mkuffd()
+            mm.pte_uw[dst] = True
+            mm.pte_write[dst] = False
         return O.OK
 
     def _move_pte(self, mm: MM, src: int, dst: int) -> None:
@@ -1577,6 +1667,11 @@ class Kernel:
         mm.pmd_write[rd] = bool(dst_vma.prot & 2)
         mm.pmd_dirty[rd] = mm.pmd_sd[rd] = True
         mm.pmd_uw[rd] = False
+        if dst_vma.uffd_rwp:
+            # "Re-arm RWP on the moved PMD if dst_vma is RWP-registered" (7.3
+            # mm/huge_memory.c:2988): pmd_modify(PAGE_NONE), pmd_mkuffd()
+            mm.pmd_uw[rd] = True
+            mm.pmd_write[rd] = False
         return O.OK
 
     # =====================================================================================
@@ -1628,8 +1723,8 @@ class Kernel:
         end = min(hi, vma.end, (r + 1) * HPAGE_PMD_NR)
         kind = mm.pmd_kind[r]
         if kind == PMD_HUGE:
-            if write and not mm.pmd_write[r]:
-                return p, None
+            if write and not mm.pmd_write[r] or vma.uffd_rwp and mm.pmd_uw[r]:
+                return p, None  # a write fault, or an RWP-protected (protnone) PMD: any access
             base = int(mm.pmd_pfn[r]) - r * HPAGE_PMD_NR
             return end, np.arange(p + base, end + base, dtype=np.int32)
         if kind != PMD_TABLE:
@@ -1637,6 +1732,8 @@ class Kernel:
         ok = mm.pte_kind[p:end] == PTE_PRESENT
         if write:
             ok &= mm.pte_write[p:end]
+        if vma.uffd_rwp:
+            ok &= ~mm.pte_uw[p:end]  # RWP-protected: protnone, a read faults too
         q = p + leading_run(ok)
         return q, (mm.pte_pfn[p:q] if q > p else None)
 
@@ -1705,7 +1802,9 @@ class Kernel:
         that many do_anonymous_page() calls on none PTEs, or wp_page_reuse() on read-only
         anon-exclusive pages. Anything else takes the one-fault path."""
         vma = mm.find_vma(p)
-        if vma is None or not vma.prot & 2:
+        if vma is None or not vma.prot & 2 or vma.uffd_rwp:
+            # simplification for speed only: an RWP-registered VMA takes the one-fault path
+            # (its protected entries fault twice: do_swap_page()/do_uffd_rwp(), then the write)
             return False
         r = p // HPAGE_PMD_NR
         kind = mm.pmd_kind[r]
@@ -2074,7 +2173,7 @@ class Kernel:
             # non-singular chain needs the same anon_vma; kernel-check --generate seed 1, 708)
             av = self._new_anon_vma() if v.anon_vma else 0
             # dup_userfaultfd() without UFFD_FEATURE_EVENT_FORK: the child is not registered
-            dv = replace(v, uffd_wp=False, anon_vma=av, fork_child=bool(av))
+            dv = replace(v, uffd_wp=False, uffd_rwp=False, anon_vma=av, fork_child=bool(av))
             dst.vmas.append(dv)
             # vma_needs_copy() (7.3 mm/memory.c:1564): page tables are copied only for a VMA with
             # an anon_vma (or VM_COPY_ON_FORK, which the child's cleared uffd flags are not); one
@@ -2162,7 +2261,7 @@ class Kernel:
             offset = vma.start - last_end if seen else 0  # :1977 keep the gaps between VMAs
             last_end = vma.end
             new = target + offset
-            if vma.uffd_wp:  # !vma_multi_allowed(): userfaultfd_armed() (:1760)
+            if vma.uffd_protected:  # !vma_multi_allowed(): userfaultfd_armed() (:1760)
                 if seen:
                     return EFAULT  # :1988 not the first VMA: abort, earlier moves stay
                 if vma.end < hi:
@@ -2198,7 +2297,8 @@ class Kernel:
         its flags and its registration."""
         self.do_vmi_munmap(mm, new, new + (b - a))  # mremap_to(): MREMAP_FIXED
         vma = mm.find_vma(a)
-        clear_uw = vma.uffd_wp  # vma_has_uffd_without_event_remap(vma)
+        # vma_has_uffd_without_event_remap(vma): any context (WP or RWP) lacking EVENT_REMAP
+        clear_uw = vma.uffd_protected
         # copy_vma(): a faulted VMA keeps its pgoff, an unfaulted one gets the new address
         pgoff = vma.pgoff + (a - vma.start) if vma.anon_vma else new
         new_vma = replace(vma, start=new, end=new + (b - a), pgoff=pgoff)
@@ -2209,7 +2309,7 @@ class Kernel:
             merged = mm.find_vma(new)  # mremap_userfaultfd_prep(new_vma): userfaultfd_reset_ctx()
             # no merge is tried after the reset: the unregistered VMA stays apart from equal
             # neighbours, as in the kernel (docs/models.md M7)
-            mm.vmas[mm.vmas.index(merged)] = replace(merged, uffd_wp=False)
+            mm.vmas[mm.vmas.index(merged)] = replace(merged, uffd_wp=False, uffd_rwp=False)
         # unmap_source_vma(): the old range, empty by now, leaves its VMA
         self.split_vma(mm, a)
         self.split_vma(mm, b)
@@ -2296,14 +2396,27 @@ class Kernel:
         lo, hi = self._range(op)
         if hi > VA_PAGES or not mm.vmas_in(lo, hi):
             return EINVAL  # validate_range(); vma_find() found nothing
+        rwp = bool(getattr(op, "rwp", False))
         for v in mm.vmas_in(lo, hi):
-            if v.uffd_wp:
+            # the pre-scan ("Search for not compatible vmas", mm/userfaultfd.c:3813-3891), before
+            # anything changes: RWP on an inaccessible (PROT_NONE) VMA is -EINVAL (:3832); a mode
+            # switch that would drop VM_UFFD_WP or VM_UFFD_RWP of a VMA this context registered
+            # is refused (:3880, "Require an unregister first"; the rig has one context) with
+            # -EBUSY: the check comes after `ret = -EBUSY;` (:3868) and sets no errno of its own
+            # (the real 7.3 kernel says -EBUSY; kernel-check of linux73-rwp-errors.trace)
+            if rwp and v.prot == O.PROT_NONE:
+                return EINVAL
+            if (v.uffd_wp and rwp) or (v.uffd_rwp and not rwp):
+                return EBUSY
+        for v in mm.vmas_in(lo, hi):
+            if v.uffd_wp or v.uffd_rwp:
                 # userfaultfd_register_range() (mm/userfaultfd.c:2342): "already registered into
                 # this userfaultfd", goto skip: no split, so a THP there stays PMD-mapped (the
                 # rig's process has one context; kernel-check --generate seed 1: 212, 516)
                 continue
             a, b = max(v.start, lo), min(v.end, hi)
-            self.set_vma_flags(mm, a, b, uffd_wp=True)  # vma_modify_flags_uffd()
+            # vma_modify_flags_uffd()
+            self.set_vma_flags(mm, a, b, **({"uffd_rwp": True} if rwp else {"uffd_wp": True}))
             self.vma_merge_range(mm, a, b)
         return O.OK
 
@@ -2323,6 +2436,28 @@ class Kernel:
                                    "uffd_wp" if op.enable else "uffd_wp_resolve")
         return O.OK
 
+    def op_uffd_rwp(self, op: O.UffdRwp) -> int:
+        """userfaultfd_rwprotect() (7.3 mm/userfaultfd.c:4268) -> mrwprotect_range() (:1167).
+
+        The pre-scan (:1197-1211) checks every VMA of the range before any change: one not
+        RWP-registered, or none at all, is -ENOENT and nothing changed (holes are skipped,
+        for_each_vma_range()). Then per VMA change_protection(MM_CP_UFFD_RWP) (newprot =
+        PAGE_NONE, the uffd bit on every present and swap entry) or MM_CP_UFFD_RWP_RESOLVE (the
+        bit cleared, vm_page_prot back, MM_CP_TRY_CHANGE_WRITABLE on a VM_WRITE VMA, :1227). A
+        process that registered nothing has no context on the rig: the ioctl is refused with
+        -ENOENT there too (fuzz/export_c.py)."""
+        mm = self.mms[op.pid]
+        lo, hi = self._range(op)
+        if hi > VA_PAGES:
+            return EINVAL  # validate_range()
+        vmas = mm.vmas_in(lo, hi)
+        if not vmas or not all(v.uffd_rwp for v in vmas):
+            return ENOENT
+        for v in vmas:
+            self.change_protection(mm, v, max(v.start, lo), min(v.end, hi),
+                                   "uffd_rwp" if op.enable else "uffd_rwp_resolve")
+        return O.OK
+
     def op_uffd_move(self, op: O.UffdMove) -> int:
         """move_pages(): page-table moves between two ranges of one mm."""
         mm = self.mms[op.pid]
@@ -2338,7 +2473,7 @@ class Kernel:
             return ENOENT
         if src + n > svma.end or dst + n > dvma.end:
             return EINVAL  # "fully within a single existing vma"
-        if svma.prot != dvma.prot or not svma.prot & 2 or not dvma.uffd_wp:
+        if svma.prot != dvma.prot or not svma.prot & 2 or not dvma.uffd_protected:
             # validate_move_areas(): same access flags, VM_WRITE, dst registered with this uffd
             return EINVAL
         err, moved = self._move_pages_loop(mm, src, dst, n, dvma)

@@ -25,7 +25,7 @@ RULER_CHARS = {(PRESENT, True): "H", (PRESENT, False): "p", (SWAPPED, True): "S"
 
 @dataclass
 class ProcObs:
-    vmas: tuple  # (start, end, prot, hugepage, uffd_wp) per VMA
+    vmas: tuple  # (start, end, prot, hugepage, uffd) per VMA; uffd: 0 none, 1 WP, 2 RWP
     state: np.ndarray  # UNMAPPED / NONE / PRESENT / SWAPPED per page
     contents: np.ndarray  # what a read of the page returns (0 for none and unmapped)
     swp_off: np.ndarray  # swap offset of a swapped page, else -1 (pagemap frame, CAP_SYS_ADMIN)
@@ -101,7 +101,7 @@ def observe_mm(k: Kernel, mm: MM) -> ProcObs:
         contents[swp] = swap_contents(k, slots[swp])
     real = pfn != ZERO_PFN
     po = ProcObs(
-        vmas=tuple((v.start, v.end, v.prot, v.hugepage, v.uffd_wp) for v in mm.vmas),
+        vmas=tuple((v.start, v.end, v.prot, v.hugepage, v.uffd_mode) for v in mm.vmas),
         # NONE, PRESENT, SWAPPED are 1, 2, 3 and PTE_PRESENT, PTE_SWAP are 1, 2
         state=masks.inside + kind,
         contents=contents,
@@ -152,5 +152,5 @@ def ruler(po: ProcObs, r: int) -> str:
 
 
 def describe_vmas(po: ProcObs) -> str:
-    return " ".join(f"[{a}-{b}) {PROT_NAMES[p]}{' thp' if h else ''}{' uffd' if u else ''}"
+    return " ".join(f"[{a}-{b}) {PROT_NAMES[p]}{' thp' if h else ''}{' uffd' if u == 1 else ' uffd-rwp' if u else ''}"
                     for a, b, p, h, u in po.vmas)

@@ -255,12 +255,16 @@ class ClearRefs(Op):
 
 @dataclass(frozen=True)
 class UffdRegister(Op):
-    """UFFDIO_REGISTER with UFFDIO_REGISTER_MODE_WP (and MISSING, so UFFDIO_MOVE may target it)."""
+    """UFFDIO_REGISTER with UFFDIO_REGISTER_MODE_WP, or with `rwp=1` UFFDIO_REGISTER_MODE_RWP
+    (Linux 7.3: read-write protection, the context negotiated UFFD_FEATURE_RWP |
+    UFFD_FEATURE_RWP_ASYNC). Either mode lets UFFDIO_MOVE target the range. `rwp` defaults to 0,
+    so traces written before it keep their meaning."""
 
     name = "uffd_register"
     pid: int = _pid()
     start: int = _page()
     npages: int = _npages()
+    rwp: bool = _flag()
 
 
 @dataclass(frozen=True)
@@ -268,6 +272,19 @@ class UffdWp(Op):
     """UFFDIO_WRITEPROTECT, mode WP on (`enable`) or off."""
 
     name = "uffd_wp"
+    pid: int = _pid()
+    start: int = _page()
+    npages: int = _npages()
+    enable: bool = field(default=True, metadata=spec("bool"))
+
+
+@dataclass(frozen=True)
+class UffdRwp(Op):
+    """UFFDIO_RWPROTECT (Linux 7.3), mode UFFDIO_RWPROTECT_MODE_RWP on (`enable`) or off
+    (resolve, with a wake). The context is in async mode (UFFD_FEATURE_RWP_ASYNC): an access to
+    a protected page is resolved by the kernel itself (do_uffd_rwp()), it never traps."""
+
+    name = "uffd_rwp"
     pid: int = _pid()
     start: int = _page()
     npages: int = _npages()
@@ -310,7 +327,7 @@ class ZswapEnable(Op):
 OPS: tuple[type[Op], ...] = (
     Mmap, Munmap, Write, Fault, Pageout, Evict, Fork, Exit, Mprotect, Dontneed, Free, MremapMove,
     MremapShrink, Swapoff, Swapon, ClearRefs, UffdRegister, UffdWp, UffdMove, SplitThp, Fragment,
-    ZswapEnable, Willneed, Mincore, Cold,
+    ZswapEnable, Willneed, Mincore, Cold, UffdRwp,
 )
 OP_BY_NAME: dict[str, type[Op]] = {cls.name: cls for cls in OPS}
 assert len(OP_BY_NAME) == len(OPS), "duplicate op name"

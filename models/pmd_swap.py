@@ -62,7 +62,13 @@ class PmdSwapKernel(Kernel):
 
         Clear the PMD keeping the old value for rollback, dup all 512 slots, move the folio's
         anon-exclusive mark onto the entry, move the dirty bit to the folio, keep SD/UW. The model
-        has no pins and no dup failure, so the rollback branch is never taken here."""
+        has no pins and no dup failure, so the rollback branch is never taken here.
+
+        [I] RWP (Linux 7.3): the uffd bit goes onto the entry as pmd_swp_mkuffd(), as
+        set_pmd_migration_entry() and try_to_unmap_one()'s PTE swap entry keep it
+        (pte_swp_mkuffd() when pte_uffd()); the bit is the RWP marker on an RWP VMA, so a later
+        swap-in can restore PAGE_NONE (do_huge_pmd_swap_page()). Dropping it is catalogue bug
+        rwp_lost_on_pmd_swapout."""
         mem, sw = self.mem, self.swap
         base = int(mem.swap[head])
         slots = np.arange(base, base + HPAGE_PMD_NR)
@@ -148,8 +154,13 @@ class PmdSwapKernel(Kernel):
         if exclusive and mem.writeback[head] and sw.sync:
             exclusive = False  # writeback to a SWP_STABLE_WRITES device: map RO, COW later
         sd, uw = bool(mm.pmd_sd[r]), bool(mm.pmd_uw[r])
+        # [I] RWP: as do_swap_page() (7.3 mm/memory.c:5171-5178) and remove_migration_pmd()
+        # (mm/huge_memory.c:5159: "See do_swap_page(): restore PAGE_NONE for RWP"), an entry with
+        # the uffd bit on an RWP VMA is mapped PAGE_NONE with the bit: no write upgrade, no
+        # write-protect fault; the access retries through do_huge_pmd_uffd_rwp()
+        rwp_restore = uw and vma.uffd_rwp
         # writable only if EXCL && VM_WRITE && !UW; [I] plus the soft-dirty write-protect of the PTE path
-        writable = (exclusive and bool(vma.prot & 2) and not (vma.uffd_wp and uw)
+        writable = (exclusive and not rwp_restore and bool(vma.prot & 2) and not (vma.uffd_wp and uw)
                     and not (not vma.softdirty and not sd))
         # [I] mirrors should_try_to_free_swap() after mapping (Linux 7.3): synchronous device, or
         # a write fault by the exclusive user
@@ -171,7 +182,7 @@ class PmdSwapKernel(Kernel):
             self.folio_free_swap(head)
         self.vmstat["thp_swpin_pmd"] += 1
         self.events.append(("pmd_swapin", mm.pid, r, base))
-        if write and not writable:
+        if write and not writable and not rwp_restore:
             # a write on a non-exclusive entry: mapped RO, then the PMD write-protect fault
             if vma.uffd_wp and uw:
                 return O.UFFD_WP_TRAP
@@ -208,14 +219,16 @@ class PmdSwapKernel(Kernel):
 
     def copy_huge_non_present_pmd(self, dst: MM, src: MM, r: int, dst_vma: Vma) -> None:
         """copy_huge_non_present_pmd() swap branch: dup all 512 slots, the parent's entry becomes
-        shared, the child keeps SD and keeps UW only if userfaultfd_wp(dst_vma)."""
+        shared, the child keeps SD and keeps UW only if userfaultfd_protected(dst_vma) [I] (as
+        copy_nonpresent_pte()'s pte_swp_clear_uffd(), 7.3 mm/memory.c:1104: an RWP marker is not
+        inherited by a child that is not RWP-armed)."""
         base = int(src.pmd_swp_off[r])
         self.swap.dup(np.arange(base, base + HPAGE_PMD_NR))
         src.pmd_swp_excl[r] = False  # [I: required by invariant EX]
         dst.clear_pmd(r, PMD_SWAP)  # with a newly deposited page table
         dst.pmd_swp_off[r] = base
         dst.pmd_sd[r] = src.pmd_sd[r]
-        dst.pmd_uw[r] = src.pmd_uw[r] and dst_vma.uffd_wp
+        dst.pmd_uw[r] = src.pmd_uw[r] and dst_vma.uffd_protected
         dst.swapents += HPAGE_PMD_NR
         self.mmlist_add(dst.pid, after=src.pid)  # mm_prepare_for_swap_entries() (prep 2/6)
 
@@ -234,11 +247,14 @@ class PmdSwapKernel(Kernel):
     # ---- mprotect / uffd-wp: mm/huge_memory.c change_huge_pmd() --------------------------------
     def change_huge_pmd(self, mm: MM, vma: Vma, r: int, mode: str) -> None:
         """change_huge_pmd() (mm/huge_memory.c): change_non_present_huge_pmd() gains a swap branch
-        (prep 4/6): the entry stays, with uffd-wp set or cleared; a protection change leaves it."""
+        (prep 4/6): the entry stays, with uffd-wp set or cleared; a protection change leaves it.
+        [I] RWP: change_non_present_huge_pmd() takes uffd_prot = MM_CP_UFFD_WP | MM_CP_UFFD_RWP
+        and the two resolves alike (7.3 mm/huge_memory.c:2742), so UFFDIO_RWPROTECT sets or
+        clears pmd_swp_uffd on the entry as change_softleaf_pte() does on a swap PTE."""
         if mm.pmd_kind[r] == PMD_SWAP:
-            if mode == "uffd_wp":
+            if mode in ("uffd_wp", "uffd_rwp"):
                 mm.pmd_uw[r] = True
-            elif mode == "uffd_wp_resolve":
+            elif mode in ("uffd_wp_resolve", "uffd_rwp_resolve"):
                 mm.pmd_uw[r] = False
             return
         self._change_present_huge_pmd(mm, vma, r, mode)
@@ -246,7 +262,9 @@ class PmdSwapKernel(Kernel):
     # ---- split: mm/huge_memory.c __split_huge_pmd_locked() -------------------------------------
     def split_huge_pmd_locked(self, mm: MM, r: int) -> None:
         """__split_huge_pmd_locked() (mm/huge_memory.c): the swap branch (v2 08/16) makes 512 PTE
-        swap entries (type, base+i) with the entry's SD, UW and EXCL; counts do not change."""
+        swap entries (type, base+i) with the entry's SD, UW and EXCL; counts do not change.
+        The uffd bit goes to every PTE swap entry whatever it stands for (uffd-wp or the RWP
+        marker: both are _PAGE_SWP_UFFD), so each still swaps in PAGE_NONE on an RWP VMA."""
         if mm.pmd_kind[r] == PMD_SWAP:
             sl = region_slice(r)
             base = int(mm.pmd_swp_off[r])
@@ -341,7 +359,9 @@ class PmdSwapKernel(Kernel):
             sw.end_writeback(mem, head)  # folio_wait_writeback()
         excl = bool(mm.pmd_swp_excl[r])
         sd, uw = bool(mm.pmd_sd[r]), bool(mm.pmd_uw[r])
-        # [I] as unuse_pte(): old and read-only even when exclusive, SD and UW kept
+        # [I] as unuse_pte(): old and read-only even when exclusive, SD and UW kept; on an RWP
+        # VMA PAGE_NONE with the bit (unuse_pte(), 7.3 mm/swapfile.c:2515-2517), which a
+        # read-only PMD with pmd_uw is here (never writable)
         mm.clear_pmd(r, PMD_HUGE)
         mm.pmd_pfn[r] = head
         mm.pmd_sd[r], mm.pmd_uw[r] = sd, uw
@@ -360,7 +380,9 @@ class PmdSwapKernel(Kernel):
         """move_pages_huge_pmd() (mm/huge_memory.c): a whole swap PMD moves without a split (the
         selftest's uffdio_move). [I] as move_swap_pte(): -EBUSY unless exclusive, soft-dirty set,
         UW and EXCL kept; a cached PMD-sized folio only needs folio_move_anon_rmap() and an index
-        update (nothing the model tracks); any other cache state splits (None: PTE path)."""
+        update (nothing the model tracks); any other cache state splits (None: PTE path).
+        [I] RWP: "Re-arm RWP on the moved swap entry if dst_vma is RWP-registered", as
+        move_swap_pte() (7.3 mm/userfaultfd.c:1452) and the present PMD (mm/huge_memory.c:2988)."""
         if mm.pmd_kind[rs] == PMD_SWAP:
             if not mm.pmd_swp_excl[rs]:
                 # refused before the destination got a PTE table (legacy's PTE path allocates one
@@ -376,6 +398,8 @@ class PmdSwapKernel(Kernel):
                 arr[rd] = arr[rs]
             mm.clear_pmd(rs)
             mm.pmd_sd[rd] = True
+            if dst_vma.uffd_rwp:
+                mm.pmd_uw[rd] = True
             # the source PMD is left none where legacy's PTE moves leave an empty table (D6-like)
             self.events.append(("uffd_move_src_none", mm.pid, rs))
             if head >= 0:
