@@ -59,6 +59,28 @@ TOLERATED = (
                         "tainted regions; still checked there: contents against the other model "
                         "and the expected-contents shadow, uffd-wp (shadow and cross-model where "
                         "residency agrees), soft-dirty lower bound, each model's invariants"),
+    Tolerated("pte_batch_dirty_sd", "soft-dirty compared one-sided (PMD model subset of legacy) "
+              "in the region",
+              "mprotect, UFFDIO_WRITEPROTECT or UFFDIO_RWPROTECT over a large folio that legacy "
+              "maps with PTEs batches them (change_present_ptes(), mm/mprotect.c:358), and "
+              "modify_prot_start_ptes() ORs the batch's dirty bits in with pte_mkdirty(), which "
+              "sets soft-dirty on x86; the PMD model changes one PMD (change_huge_pmd(), no "
+              "pte_mkdirty()). Legacy maps a THP with PTEs where the PMD model has a PMD after a "
+              "whole-2 MiB swap-in (pmd_swapin) (found by a campaign: swap-in, clear_refs, "
+              "UFFDIO_WRITEPROTECT)", "3.2 D9",
+              unchecked="soft-dirty pages legacy has beyond the PMD model's in that region; "
+                        "still checked: a page written since clear_refs is soft-dirty in both "
+                        "(the shadow), and outside tainted regions the PMD model's soft-dirty "
+                        "pages are soft-dirty in legacy"),
+    Tolerated("pmd_readahead", "end lockstep",
+              "MADV_WILLNEED of a whole swap PMD reads one PMD-order folio into the swap cache "
+              "where legacy reads 512 order-0 folios; a large folio leaves the swap cache only "
+              "once none of its 512 slots is referenced (folio_free_swap()), small ones one by one, "
+              "so after a later split and swap-in which slots are free legitimately differs "
+              "(found by a campaign: willneed, a VMA split by uffd_register, a write)", "3.2 D1",
+              unchecked="slot offsets, counts, free slots, RSS and smaps across models (lockstep); "
+                        "residency, contents, both shadows, mincore against each model's own "
+                        "cache and each model's invariants still checked"),
     Tolerated("pmd_unuse", "end lockstep; taint the region and the regions sharing its slots",
               "swapoff maps a THP under a PMD where legacy maps 512 order-0 folios; from then on "
               "swap-out allocates one cluster instead of 512 slots, and a large folio mapped shared "
@@ -410,6 +432,21 @@ class Oracle:
         return any((lmm.pmd_kind[r] in huge) != (pmm.pmd_kind[r] in huge)
                    for r in range(lo // HPAGE_PMD_NR, min(O.NR_REGIONS, (lo + n - 1) // HPAGE_PMD_NR + 1)))
 
+    def _note_pte_batch_dirty(self, op: O.Op) -> None:
+        """TOLERATED pte_batch_dirty_sd: before an mprotect / UFFDIO_WRITEPROTECT / UFFDIO_RWPROTECT,
+        the regions of its range that legacy maps with a PTE table where the PMD model maps a
+        present THP: there legacy's batch may gain soft-dirty the PMD model's PMD does not."""
+        pid = getattr(op, "pid", None)
+        if not isinstance(op, (O.Mprotect, O.UffdWp, O.UffdRwp)) or pid not in self.legacy.mms \
+                or pid not in self.pmd.mms:
+            return
+        lmm, pmm = self.legacy.mms[pid], self.pmd.mms[pid]
+        for r in range(op.start // HPAGE_PMD_NR,
+                       min(O.NR_REGIONS, (op.start + op.npages - 1) // HPAGE_PMD_NR + 1)):
+            if lmm.pmd_kind[r] == PMD_TABLE and pmm.pmd_kind[r] == PMD_HUGE:
+                self.sd_legacy_more.setdefault(pid, np.zeros(O.VA_PAGES, bool))[
+                    r * HPAGE_PMD_NR:(r + 1) * HPAGE_PMD_NR] = True
+
     def _note_diverged(self, ol, op_) -> None:
         """Remember tainted pages whose residency differs now: their uffd-wp bits may differ from
         then on, and stores to them are representation-sensitive."""
@@ -481,6 +518,7 @@ class Oracle:
         pids_before = set(self.legacy.mms)
         risky = self._entry_vs_none(op)
         rwp_level = self._rwp_level_differs(op)
+        self._note_pte_batch_dirty(op)
         self._mremap_pieces = []
         if isinstance(op, O.MremapMove) and op.pid in self.legacy.mms:
             self._mremap_pieces = remap_move_pieces(
@@ -518,6 +556,8 @@ class Oracle:
                     r * HPAGE_PMD_NR:(r + 1) * HPAGE_PMD_NR] = True
             elif ev[0] in ("pmd_swapin", "pmd_unuse"):
                 self._taint_slot_sharers(ev[1], ev[2], ev[3])
+            elif ev[0] == "pmd_readahead":
+                self.lockstep = False  # TOLERATED pmd_readahead: the cache's folio sizes differ
         if risky and (rl != rp or self._contents_differ(op.pid, ol, op_)):
             self.detached.add(op.pid)  # TOLERATED entry_vs_none_cascade
             rl = rp

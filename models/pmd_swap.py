@@ -438,6 +438,7 @@ class PmdSwapKernel(Kernel):
             head = self.mem.alloc_folio(9)
             self.swap.add_to_swap_cache(self.mem, head, base)
             self.swap_read_folio(head)
+            self.events.append(("pmd_readahead", mm.pid, r, base))
         return True
 
     # ---- mincore: mm/mincore.c mincore_pte_range() ---------------------------------------------

@@ -122,6 +122,9 @@ DIRECTED: dict[str, list[O.Op]] = {
     # MADV_FREE no longer lands on a swap PMD, nor a swapoff on a mixed cache
     "madv_free_partial_frees_whole_entry": [_mmap(), _fill(), _PAGEOUT, O.Free(0, 0, 100)],
     "unuse_pmd_ignores_mixed_cache": _MIXED + [O.Swapoff()],
+    # the rwp_cycle move took share from willneed and mixed_cache_cycle: within SEEDS a whole
+    # MADV_WILLNEED no longer lands on a swap PMD over a mixed cache
+    "willneed_ignores_mixed_cache": _MIXED + [O.Willneed(0, 0, N)],
 }
 
 # For each blind spot: a trace on which the bug's mistake happens (see the class docstrings).

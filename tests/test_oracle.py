@@ -735,6 +735,48 @@ def test_tolerated_soft_dirty_superset(ops):
     assert not (both & a.soft_dirty & ~b.soft_dirty).any()
 
 
+def test_tolerated_pmd_readahead():
+    """MADV_WILLNEED reads one PMD-order folio where legacy reads 512 small ones; after a VMA
+    split and a write, legacy's written slot is free and the PMD model's is still cached: the
+    swap-count rule would fire, the row ends lockstep instead (a campaign found it)."""
+    orc = new_oracle()
+    ops = [O.Mmap(0, 0, N), O.Fault(0, 0, write=False), O.Pageout(0, 0, N), O.Willneed(0, 0, N)]
+    assert "pmd_readahead" in _events(orc, ops)
+    assert not orc.lockstep
+    assert _events(orc, [O.UffdRegister(0, 0, 1), O.Write(0, 0, 1, 1)]) is not None
+    ol, op_ = observe(orc.legacy), observe(orc.pmd)
+    assert (ol.swap_free != op_.swap_free).any()  # the difference the row accepts
+    orc.lockstep = True
+    d = orc._residency(6, O.Write(0, 0, 1, 1), ol, op_)
+    assert d is not None and d.rule == "swap-counts"
+
+
+def test_tolerated_pte_batch_dirty_sd():
+    """After a whole-2 MiB swap-in legacy maps the THP with PTEs, the PMD model with a PMD; a
+    UFFDIO_WRITEPROTECT after clear_refs gives legacy's batch the dirty page's soft-dirty on all
+    512 (modify_prot_start_ptes()), not the PMD: accepted one-sided, the other side still checked."""
+    orc = new_oracle()
+    ops = [O.Mmap(0, 0, 3 * N), O.Write(0, 2 * N, 1, 1), O.Pageout(0, 2 * N, N),
+           O.Fault(0, 2 * N, write=True), O.ClearRefs(0), O.UffdRegister(0, 2 * N, N),
+           O.UffdWp(0, 2 * N, N, enable=True)]
+    _events(orc, ops)
+    a, b = _obs(orc)
+    sl = slice(2 * N, 3 * N)
+    assert a.soft_dirty[sl].all() and not b.soft_dirty[sl].any()
+    assert orc.sd_legacy_more[0][sl].all() and not orc.sd_legacy_more[0][:2 * N].any()
+    # without the row the difference is a divergence
+    ol, op_ = observe(orc.legacy), observe(orc.pmd)
+    more = orc.sd_legacy_more.pop(0)
+    d = orc._soft_dirty(7, ops[-1], ol, op_)
+    assert d is not None and d.rule == "soft-dirty"
+    # with it, the written-since-clear_refs lower bound still holds in legacy
+    orc.sd_legacy_more[0] = more
+    ol.procs[0].soft_dirty[2 * N] = False  # as if legacy had lost a write's soft-dirty
+    orc.shadow.setdefault(0, np.zeros(O.VA_PAGES, bool))[2 * N] = True
+    d = orc._soft_dirty(7, ops[-1], ol, op_)
+    assert d is not None and "written since clear_refs" in d.detail
+
+
 def test_tolerated_table_rows_complete():
     assert len({t.event for t in TOLERATED}) == len(TOLERATED)
     assert set(TOLERATED_BY_EVENT) == {t.event for t in TOLERATED}
