@@ -56,7 +56,7 @@ COPIED_FROM = {
     "move_pages_huge_pmd": "1a3cf01471b2bfba",
     "clear_soft_dirty_pmd": "6a27ee6856b70a15",
     "pagemap_pmd_range": "c76303cb8233bf22",
-    "swapin_walk_huge_pmd": "df8edd8158e4d950",
+    "swapin_walk_huge_pmd": "a1f70f9c4d96b09d",
     "unmap_page_range": "22160124a9d0a3ee",
 }
 
@@ -195,6 +195,7 @@ def _willneed(k: PmdSwapKernel, mm: MM, r: int, a: int, b: int, mistake: str) ->
         k.swap.add_to_swap_cache(k.mem, head, base)
         if mistake != "not_read":  # BUG (not_read): no swap_read_folio(head)
             k.swap_read_folio(head)
+        k.events.append(("pmd_readahead", mm.pid, r, base))
     return True
 
 
