@@ -428,16 +428,17 @@ def run_campaign(opts: Options, status: StatusLine | None = None) -> Stats:
     if opts.bug:  # `repro` and `report` of the saved trace inject it again
         header.append(f"bug: {opts.bug}")
     findings = Findings(Artifacts(opts.artifacts, opts.bug, header), stats, status)
-    status.log = open_stats_log(opts, seed)
+    log = status.log = open_stats_log(opts, seed)
     try:
         ENGINES[opts.engine](opts, stats, findings, status)
     except KeyboardInterrupt:
         stats.notes.append("interrupted: findings saved, not minimised")
         findings.pending.clear()
-    status.finish(stats)
-    status.log.close()
-    stats.notes.append(f"stats: {status.log.path} (pmdswap-fuzz report {opts.artifacts} charts it)")
-    status.log = None
+    finally:  # an engine that cannot run still leaves its stats file closed
+        status.finish(stats)
+        log.close()
+        status.log = None
+    stats.notes.append(f"stats: {log.path} (pmdswap-fuzz report {opts.artifacts} charts it)")
     if opts.minimize:
         # the campaign may overrun --time by half (at least 5 s) for its findings' minimisation
         findings.minimize_all(deadline=stats.start + opts.time + max(5.0, opts.time / 2))
