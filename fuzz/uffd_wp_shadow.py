@@ -76,6 +76,7 @@ class UffdWpShadow:
         self.state: dict[int, np.ndarray] = {}  # each page's state after the previous op
         self.vmas: dict[int, tuple] = {}  # each process's VMAs after the previous op
         self.pmd_level: dict[int, np.ndarray] = {}  # each page PMD-mapped after the previous op
+        self.pmd_present: dict[int, np.ndarray] = {}  # ... and present (not a swap PMD)
 
     def follow(self, op: O.Op, res: int, obs, new_pid: int | None) -> None:
         """Update the expectation after `op` returned `res` in this model, observed as `obs`."""
@@ -99,11 +100,18 @@ class UffdWpShadow:
                 reached[sl] = True
                 # an access to a PMD-mapped THP resolves the whole PMD (do_huge_pmd_uffd_rwp()),
                 # mapped so before the op (a write may split it afterwards: do_huge_pmd_wp_page()
-                # of a shared THP) or by the op's own whole-2 MiB swap-in
-                lvl = obs.procs[pid].pmd_level | self.pmd_level.get(pid, False)
+                # of a shared THP), or by the op's own whole-2 MiB swap-in of a swap PMD: then all
+                # 512 pages are present after it. A swap PMD the op split instead (its slots in
+                # zswap, a mixed cache) swaps in and resolves only the page reached
+                po = obs.procs[pid]
+                before = self.pmd_level.get(pid)
+                present = po.state == PRESENT
                 for r in range(lo // O.HPAGE_PMD_NR, (sl.stop - 1) // O.HPAGE_PMD_NR + 1):
                     rs = slice(r * O.HPAGE_PMD_NR, (r + 1) * O.HPAGE_PMD_NR)
-                    if lvl[rs].all():
+                    was = before[rs].all() if before is not None else False
+                    was_present = was and self.pmd_present.get(pid, np.zeros(1, bool))[rs].all()
+                    now = po.pmd_level[rs].all() and present[rs].all()
+                    if was_present or now or (was and present[rs].all()):
                         reached[rs] = True
                 bits &= ~(rwp & reached)
             else:  # stopped part way: how far it got is the model's
@@ -142,6 +150,7 @@ class UffdWpShadow:
                 b &= po.state >= PRESENT  # an entry that went takes its bit with it
         self.state = {p: po.state.copy() for p, po in obs.procs.items()}
         self.pmd_level = {p: po.pmd_level.copy() for p, po in obs.procs.items()}
+        self.pmd_present = {p: po.pmd_level & (po.state == PRESENT) for p, po in obs.procs.items()}
         self.vmas = {p: po.vmas for p, po in obs.procs.items()}
 
     def check(self, obs) -> tuple[int, np.ndarray, bool] | None:
