@@ -18,6 +18,7 @@ form and decodes as it always did.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -35,8 +36,10 @@ _FP_LEN = 8
 DEFAULT_LENGTH = 32  # ops per generated sequence, as `run --length`
 
 
+@functools.cache
 def generator_fingerprint() -> bytes:
-    """8 bytes of SHA-256 over the sources that give generated inputs their meaning."""
+    """8 bytes of SHA-256 over the sources that give generated inputs their meaning (read once:
+    they do not change under a running process)."""
     h = hashlib.sha256()
     here = Path(__file__).resolve().parent
     for name in ("gen.py", "choices.py", "decode.py"):

@@ -29,7 +29,8 @@ import numpy as np
 
 from models import ops as O
 from models.invariants import check_invariants
-from models.mm import MINCORE_UNSET, PMD_HUGE, PMD_SWAP, PMD_TABLE, PTE_PRESENT, PTE_SWAP
+from models.mm import (MINCORE_UNSET, PMD_HUGE, PMD_SWAP, PMD_TABLE, PTE_PRESENT, PTE_SWAP,
+                       region_slice, regions_of)
 from models.observe import NONE, PRESENT, SWAPPED, UNMAPPED, observe
 from models.ops import HPAGE_PMD_NR, NR_REGIONS
 
@@ -430,7 +431,7 @@ class Oracle:
             return False
         huge = (PMD_HUGE, PMD_SWAP)
         return any((lmm.pmd_kind[r] in huge) != (pmm.pmd_kind[r] in huge)
-                   for r in range(lo // HPAGE_PMD_NR, min(O.NR_REGIONS, (lo + n - 1) // HPAGE_PMD_NR + 1)))
+                   for r, _a, _b in regions_of(lo, min(lo + n, O.VA_PAGES)))
 
     def _note_pte_batch_dirty(self, op: O.Op) -> None:
         """TOLERATED pte_batch_dirty_sd: before an mprotect / UFFDIO_WRITEPROTECT / UFFDIO_RWPROTECT,
@@ -441,11 +442,10 @@ class Oracle:
                 or pid not in self.pmd.mms:
             return
         lmm, pmm = self.legacy.mms[pid], self.pmd.mms[pid]
-        for r in range(op.start // HPAGE_PMD_NR,
-                       min(O.NR_REGIONS, (op.start + op.npages - 1) // HPAGE_PMD_NR + 1)):
+        for r, _a, _b in regions_of(op.start, min(op.start + op.npages, O.VA_PAGES)):
             if lmm.pmd_kind[r] == PMD_TABLE and pmm.pmd_kind[r] == PMD_HUGE:
                 self.sd_legacy_more.setdefault(pid, np.zeros(O.VA_PAGES, bool))[
-                    r * HPAGE_PMD_NR:(r + 1) * HPAGE_PMD_NR] = True
+                    region_slice(r)] = True
 
     def _note_diverged(self, ol, op_) -> None:
         """Remember tainted pages whose residency differs now: their uffd-wp bits may differ from

@@ -50,7 +50,7 @@ COPIED_FROM = {
     "do_huge_pmd_swap_page": "56669f03be1d2b12",
     "unuse_pmd": "2d1abdbf96a21cb3",
     "zap_huge_pmd": "eea65c9ddb1abe14",
-    "change_huge_pmd": "3a955cdb761a4be9",
+    "change_huge_pmd": "9a007511a01481a8",
     "madvise_free_huge_pmd": "ae6473033f62cba9",
     "move_huge_pmd": "6db27510d84802d1",
     "move_pages_huge_pmd": "1a3cf01471b2bfba",

@@ -164,6 +164,12 @@ def region_slice(r: int) -> slice:
     return slice(r * HPAGE_PMD_NR, (r + 1) * HPAGE_PMD_NR)
 
 
+# change_protection() modes that set the uffd bit (MM_CP_UFFD_WP, MM_CP_UFFD_RWP: `uffd_prot`,
+# 7.3 mm/mprotect.c:217) and that clear it (the _RESOLVE pair: `uffd_prot_resolve`)
+UFFD_PROT_MODES = ("uffd_wp", "uffd_rwp")
+UFFD_RESOLVE_MODES = ("uffd_wp_resolve", "uffd_rwp_resolve")
+
+
 def regions_of(lo: int, hi: int):
     """Yield (region, lo, hi) pieces of [lo, hi) cut at 2 MiB boundaries (pmd_addr_end)."""
     while lo < hi:
@@ -1309,16 +1315,16 @@ class Kernel:
         # uffd_prot (MM_CP_UFFD_WP | MM_CP_UFFD_RWP) sets the uffd bit on present and swap PTEs,
         # uffd_prot_resolve clears it (change_present_ptes() :294, change_softleaf_pte() :269);
         # a none PTE of an anonymous VMA gets no marker for either
-        if mode in ("uffd_wp", "uffd_rwp"):
+        if mode in UFFD_PROT_MODES:
             mm.pte_uw[pres] = True
             mm.pte_uw[swp] = True
-        elif mode in ("uffd_wp_resolve", "uffd_rwp_resolve"):
+        elif mode in UFFD_RESOLVE_MODES:
             mm.pte_uw[pres] = False
             mm.pte_uw[swp] = False
         # pte_modify() to the VMA's COW protection, then MM_CP_TRY_CHANGE_WRITABLE when VM_WRITE
         pfns = mm.pte_pfn[pres]
         writable = np.zeros(pres.size, dtype=bool)
-        if vma.prot & 2 and mode not in ("uffd_wp", "uffd_rwp"):
+        if vma.prot & 2 and mode not in UFFD_PROT_MODES:
             # can_change_pte_writable(): anon-exclusive, no soft-dirty tracking pending, no uffd-wp
             writable = ((pfns != ZERO_PFN) & mem.anon_exclusive[np.maximum(pfns, 0)]
                         & (vma.softdirty | mm.pte_sd[pres]) & ~(mm.pte_uw[pres] & vma.uffd_wp))
@@ -1392,12 +1398,12 @@ class Kernel:
     def _change_present_huge_pmd(self, mm: MM, vma: Vma, r: int, mode: str) -> None:
         """change_huge_pmd(), present branch (unchanged by the series)."""
         head = int(mm.pmd_pfn[r])
-        if mode in ("uffd_wp", "uffd_rwp"):
+        if mode in UFFD_PROT_MODES:
             mm.pmd_uw[r] = True
-        elif mode in ("uffd_wp_resolve", "uffd_rwp_resolve"):
+        elif mode in UFFD_RESOLVE_MODES:
             mm.pmd_uw[r] = False
         writable = False
-        if vma.prot & 2 and mode not in ("uffd_wp", "uffd_rwp"):
+        if vma.prot & 2 and mode not in UFFD_PROT_MODES:
             writable = (bool(self.mem.anon_exclusive[head]) and (vma.softdirty or bool(mm.pmd_sd[r]))
                         and not (mm.pmd_uw[r] and vma.uffd_wp))
             writable = writable or (bool(mm.pmd_write[r]) and mode != "prot")

@@ -152,5 +152,6 @@ def ruler(po: ProcObs, r: int) -> str:
 
 
 def describe_vmas(po: ProcObs) -> str:
-    return " ".join(f"[{a}-{b}) {PROT_NAMES[p]}{' thp' if h else ''}{' uffd' if u == 1 else ' uffd-rwp' if u else ''}"
+    uffd = {0: "", 1: " uffd", 2: " uffd-rwp"}  # ProcObs.vmas: none, WP, RWP
+    return " ".join(f"[{a}-{b}) {PROT_NAMES[p]}{' thp' if h else ''}{uffd[u]}"
                     for a, b, p, h, u in po.vmas)

@@ -37,7 +37,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import ops as O
-from .mm import MM, PMD_HUGE, PMD_NONE, PMD_SWAP, PMD_TABLE, EBUSY, Kernel, Vma, region_slice
+from .mm import (MM, PMD_HUGE, PMD_NONE, PMD_SWAP, PMD_TABLE, EBUSY, UFFD_PROT_MODES,
+                 UFFD_RESOLVE_MODES, Kernel, Vma, region_slice)
 from .ops import HPAGE_PMD_NR
 
 
@@ -68,7 +69,7 @@ class PmdSwapKernel(Kernel):
         set_pmd_migration_entry() and try_to_unmap_one()'s PTE swap entry keep it
         (pte_swp_mkuffd() when pte_uffd()); the bit is the RWP marker on an RWP VMA, so a later
         swap-in can restore PAGE_NONE (do_huge_pmd_swap_page()). Dropping it is catalogue bug
-        rwp_lost_on_pmd_swapout."""
+        swapout_drops_rwp."""
         mem, sw = self.mem, self.swap
         base = int(mem.swap[head])
         slots = np.arange(base, base + HPAGE_PMD_NR)
@@ -252,9 +253,9 @@ class PmdSwapKernel(Kernel):
         and the two resolves alike (7.3 mm/huge_memory.c:2742), so UFFDIO_RWPROTECT sets or
         clears pmd_swp_uffd on the entry as change_softleaf_pte() does on a swap PTE."""
         if mm.pmd_kind[r] == PMD_SWAP:
-            if mode in ("uffd_wp", "uffd_rwp"):
+            if mode in UFFD_PROT_MODES:
                 mm.pmd_uw[r] = True
-            elif mode in ("uffd_wp_resolve", "uffd_rwp_resolve"):
+            elif mode in UFFD_RESOLVE_MODES:
                 mm.pmd_uw[r] = False
             return
         self._change_present_huge_pmd(mm, vma, r, mode)
