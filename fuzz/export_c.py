@@ -680,7 +680,7 @@ static int run_op(const struct op *o, int arg, int *extra)
 			return r;
 		struct uffdio_register reg = {
 			.range = { .start = (unsigned long)PAGE_ADDR(o->a), .len = o->b * PAGE_SZ },
-			/* WP only: MISSING would send first touches to the handler, which the models
+			/* WP or RWP, never MISSING: it would send first touches to the handler, which the models
 			 * do not have; UFFDIO_MOVE needs only a registered dst (validate_move_areas()) */
 			.mode = o->c ? UFFDIO_REGISTER_MODE_RWP : UFFDIO_REGISTER_MODE_WP,
 		};
