@@ -43,9 +43,9 @@ import sys
 import zipfile
 from pathlib import Path
 
-from fuzz.decode import MAX_OPS, op_size
-from fuzz.engines import seed_corpus
-from models import ops as O
+from pmdswap_fuzz.fuzz.decode import MAX_OPS, op_size
+from pmdswap_fuzz.fuzz.engines import seed_corpus
+from pmdswap_fuzz.models import ops as O
 
 target = sys.argv[1]
 out, work = Path(os.environ["OUT"]), Path(os.environ["WORK"])

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from models import ops as O
+from pmdswap_fuzz.models import ops as O
 
 from .minimize import NotReproducible, minimize
 from .oracle import Divergence

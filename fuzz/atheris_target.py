@@ -11,10 +11,8 @@ generated sequence from PMDSWAP_LENGTH (default 32, as `run --length`).
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import atheris  # noqa: E402
-import numpy  # noqa: E402,F401  (imported outside the instrumented block: not worth instrumenting)
+import atheris
+import numpy  # noqa: F401  (imported outside the instrumented block: not worth instrumenting)
 
 
 
@@ -28,9 +26,9 @@ def _instrumented(packages):
         return atheris.instrument_imports(include=list(packages))
 
 
-with _instrumented(["models", "fuzz"]):
-    from fuzz.fuzzer_input import ops_from_input
-    from fuzz.runner import run_trace
+with _instrumented(["pmdswap_fuzz"]):
+    from pmdswap_fuzz.fuzz.fuzzer_input import ops_from_input
+    from pmdswap_fuzz.fuzz.runner import run_trace
 
 BUG = os.environ.get("PMDSWAP_BUG") or None
 LENGTH = int(os.environ.get("PMDSWAP_LENGTH") or 0) or None  # ops per generated sequence

@@ -25,10 +25,10 @@ from collections import defaultdict
 
 import numpy as np
 
-import models.mm as mm_mod
-from models import ops as O
-from models.invariants import check_invariants
-from models.observe import observe
+import pmdswap_fuzz.models.mm as mm_mod
+from pmdswap_fuzz.models import ops as O
+from pmdswap_fuzz.models.invariants import check_invariants
+from pmdswap_fuzz.models.observe import observe
 
 from . import oracle as oracle_mod
 from .decode import decode

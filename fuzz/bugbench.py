@@ -26,8 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from models import ops as O
-from models.bugs import BLIND_SPOTS, BUGS
+from pmdswap_fuzz.models import ops as O
+from pmdswap_fuzz.models.bugs import BLIND_SPOTS, BUGS
 
 from .decode import op_size
 from .fuzzer_input import ops_from_input

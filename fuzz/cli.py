@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from models import ops as O
+from pmdswap_fuzz.models import ops as O
 
 from .artifacts import describe
 from .ci_reports import (finding_from_trace, junit_xml, libfuzzer_stats, op_line, sarif_log,
@@ -47,9 +47,9 @@ class _Parser(argparse.ArgumentParser):
 def bug_catalogue() -> dict[str, str] | None:
     """models.bugs.BUGS (name -> docstring) if the catalogue exists, else None."""
     try:
-        import models.bugs as bugs
+        import pmdswap_fuzz.models.bugs as bugs
     except ModuleNotFoundError as e:
-        if e.name in ("models.bugs", "models"):
+        if e.name == "pmdswap_fuzz.models.bugs":
             return None
         raise
     cat = getattr(bugs, "BUGS", None)
@@ -80,7 +80,7 @@ def _load(path: str) -> tuple[list[O.Op], str]:
 
 def _rulers(ops: list[O.Op], div, bug: str | None, out) -> None:
     """Replay both models through the diverging op and draw each affected (pid, region)."""
-    from models.observe import describe_vmas, ruler
+    from pmdswap_fuzz.models.observe import describe_vmas, ruler
 
     st = replay_around(ops, div, bug)
     for name, err in st.errors.items():
@@ -342,7 +342,7 @@ def cmd_bugs(args) -> int:
         print("none")
         return EXIT_OK
     try:
-        from models.bugs import BLIND_SPOTS
+        from pmdswap_fuzz.models.bugs import BLIND_SPOTS
     except ImportError:
         BLIND_SPOTS = frozenset()
     w = max(len(n) for n in cat)

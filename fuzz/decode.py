@@ -24,7 +24,7 @@ can seed an atheris corpus.
 
 from __future__ import annotations
 
-from models import ops as O
+from pmdswap_fuzz.models import ops as O
 
 __all__ = ["MAX_OPS", "WEIGHTS", "OPCODE_TABLE", "decode", "encode", "op_size"]
 

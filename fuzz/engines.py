@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models import ops as O
+from pmdswap_fuzz.models import ops as O
 
 from .artifacts import Artifacts, Finding, create_unique
 from .decode import MAX_OPS, op_size

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from models import ops as O
-from models.observe import Observation, observe
+from pmdswap_fuzz.models import ops as O
+from pmdswap_fuzz.models.observe import Observation, observe
 
 from . import runner
 

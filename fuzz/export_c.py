@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 
-from models import ops as O
+from pmdswap_fuzz.models import ops as O
 
 from .kernel_profiles import DEFAULT_PROFILE, PROFILES, Profile
 from .trace import format_op

@@ -22,7 +22,7 @@ import functools
 import hashlib
 from pathlib import Path
 
-from models import ops as O
+from pmdswap_fuzz.models import ops as O
 
 from .choices import ByteChoices
 from .decode import MAX_OPS, decode, encode

@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 import random
 
-from models import ops as O
+from pmdswap_fuzz.models import ops as O
 
 from .decode import decode
 

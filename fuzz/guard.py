@@ -8,7 +8,7 @@ normal path costs one try/except).
 
 from __future__ import annotations
 
-from models import ops as O
+from pmdswap_fuzz.models import ops as O
 
 from . import runner
 from .oracle import Divergence

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models import ops as O
-from models.observe import NONE, PRESENT, SWAPPED, UNMAPPED, describe_vmas
+from pmdswap_fuzz.models import ops as O
+from pmdswap_fuzz.models.observe import NONE, PRESENT, SWAPPED, UNMAPPED, describe_vmas
 
 from .explain import RULER_ROW, Around, replay_around
 from .guard import run_guarded

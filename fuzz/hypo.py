@@ -22,7 +22,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, Phase, Verbosity, given, note, settings
 from hypothesis import strategies as st
 
-from models import ops as O
+from pmdswap_fuzz.models import ops as O
 
 from .gen import generate_from_choices
 from .guard import run_guarded

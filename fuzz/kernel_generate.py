@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models import ops as O
+from pmdswap_fuzz.models import ops as O
 
 from .artifacts import create_unique
 from .export_c import _why_not

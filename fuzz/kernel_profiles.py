@@ -29,11 +29,11 @@ import errno
 
 import numpy as np
 
-from models.legacy import LegacyKernel
-from models.memory import ZERO_PFN
-from models import ops as O
-from models.mm import PMD_HUGE, PTE_PRESENT, PTE_SWAP
-from models.ops import HPAGE_PMD_NR
+from pmdswap_fuzz.models.legacy import LegacyKernel
+from pmdswap_fuzz.models.memory import ZERO_PFN
+from pmdswap_fuzz.models import ops as O
+from pmdswap_fuzz.models.mm import PMD_HUGE, PTE_PRESENT, PTE_SWAP
+from pmdswap_fuzz.models.ops import HPAGE_PMD_NR
 
 from .kernel_fetch import KERNEL_PACKAGES, KernelPackage
 
@@ -662,7 +662,7 @@ def make_model(profile: Profile, without: frozenset = frozenset()):
     if without and profile.name != LINUX_6_1.name:
         raise ValueError(f"profile {profile.name} has no model-handled differences")
     if profile.model == "pmd":
-        from models.pmd_swap import PmdSwapKernel
+        from pmdswap_fuzz.models.pmd_swap import PmdSwapKernel
         return PmdSwapKernel()
     if profile.name == LINUX_6_1.name:
         return Linux61LegacyKernel(without)

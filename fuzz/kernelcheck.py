@@ -91,10 +91,10 @@ from pathlib import Path
 
 import numpy as np
 
-from models import ops as O
-from models.mm import PMD_HUGE, PMD_TABLE, PTE_PRESENT
-from models.memory import ZERO_PFN
-from models.observe import NONE, PRESENT, SWAPPED, UNMAPPED, observe
+from pmdswap_fuzz.models import ops as O
+from pmdswap_fuzz.models.mm import PMD_HUGE, PMD_TABLE, PTE_PRESENT
+from pmdswap_fuzz.models.memory import ZERO_PFN
+from pmdswap_fuzz.models.observe import NONE, PRESENT, SWAPPED, UNMAPPED, observe
 
 from .export_c import ExportError, check_exportable, export_c, export_c_batch
 from .kernel_fetch import (CACHE, FetchedKernel, KernelFetchError, fetch_kernel, sha256_file,

@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-from models import ops as O
+from pmdswap_fuzz.models import ops as O
 
 from .decode import decode
 from .fuzzer_input import RawInputError, ops_from_input, untag_raw

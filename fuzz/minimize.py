@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from models import ops as O
+from pmdswap_fuzz.models import ops as O
 
 from .guard import run_guarded
 

@@ -27,12 +27,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models import ops as O
-from models.invariants import check_invariants
-from models.mm import (MINCORE_UNSET, PMD_HUGE, PMD_SWAP, PMD_TABLE, PTE_PRESENT, PTE_SWAP,
+from pmdswap_fuzz.models import ops as O
+from pmdswap_fuzz.models.invariants import check_invariants
+from pmdswap_fuzz.models.mm import (MINCORE_UNSET, PMD_HUGE, PMD_SWAP, PMD_TABLE, PTE_PRESENT, PTE_SWAP,
                        region_slice, regions_of)
-from models.observe import NONE, PRESENT, SWAPPED, UNMAPPED, observe
-from models.ops import HPAGE_PMD_NR, NR_REGIONS
+from pmdswap_fuzz.models.observe import NONE, PRESENT, SWAPPED, UNMAPPED, observe
+from pmdswap_fuzz.models.ops import HPAGE_PMD_NR, NR_REGIONS
 
 from .uffd_wp_shadow import UffdWpShadow, remap_move_pieces
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from models import ops as O
-from models.legacy import LegacyKernel
+from pmdswap_fuzz.models import ops as O
+from pmdswap_fuzz.models.legacy import LegacyKernel
 
 from .oracle import Divergence, Oracle
 
@@ -19,7 +19,7 @@ class RunResult:
 
 def make_models(bug: str | None = None):
     """A fresh (legacy, pmd) pair; `bug` names a catalogue bug injected into the PMD model."""
-    from models.bugs import make_pmd_kernel  # KeyError lists the valid names
+    from pmdswap_fuzz.models.bugs import make_pmd_kernel  # KeyError lists the valid names
 
     return LegacyKernel(), make_pmd_kernel(bug)
 

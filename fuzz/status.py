@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from models import ops as O
+from pmdswap_fuzz.models import ops as O
 
 __all__ = ["Stats", "StatsLog", "StatusLine", "coverage_table", "summary"]
 

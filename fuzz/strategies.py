@@ -10,7 +10,7 @@ import dataclasses
 
 from hypothesis import strategies as st
 
-from models import ops as O
+from pmdswap_fuzz.models import ops as O
 
 __all__ = ["field_strategy", "op_strategy", "any_op", "op_lists"]
 

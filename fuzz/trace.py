@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 
-from models import ops as O
+from pmdswap_fuzz.models import ops as O
 
 __all__ = ["TRACE_VERSION", "HEADER", "TraceError", "format_trace", "format_op", "parse_trace",
            "parse_trace_bytes", "looks_like_trace"]

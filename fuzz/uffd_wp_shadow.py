@@ -40,8 +40,8 @@ import errno
 
 import numpy as np
 
-from models import ops as O
-from models.observe import PRESENT, SWAPPED
+from pmdswap_fuzz.models import ops as O
+from pmdswap_fuzz.models.observe import PRESENT, SWAPPED
 
 
 def remap_move_pieces(vmas, lo: int, hi: int, dst: int) -> list[tuple[int, int, int, bool]]:

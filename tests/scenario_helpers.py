@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from models import ops as O
-from models.invariants import check_invariants
-from models.observe import NONE, PRESENT, SWAPPED, UNMAPPED, observe
+from pmdswap_fuzz.models import ops as O
+from pmdswap_fuzz.models.invariants import check_invariants
+from pmdswap_fuzz.models.observe import NONE, PRESENT, SWAPPED, UNMAPPED, observe
 
 STATE_NAMES = {UNMAPPED: "unmapped", NONE: "none", PRESENT: "present", SWAPPED: "swapped"}
 

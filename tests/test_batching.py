@@ -10,12 +10,12 @@ import random
 import numpy as np
 import pytest
 
-from fuzz.gen import generate
-from models import ops as O
-from models.legacy import LegacyKernel
-from models.mm import PTE_PRESENT, PTE_SWAP, Kernel
-from models.observe import observe
-from models.pmd_swap import PmdSwapKernel
+from pmdswap_fuzz.fuzz.gen import generate
+from pmdswap_fuzz.models import ops as O
+from pmdswap_fuzz.models.legacy import LegacyKernel
+from pmdswap_fuzz.models.mm import PTE_PRESENT, PTE_SWAP, Kernel
+from pmdswap_fuzz.models.observe import observe
+from pmdswap_fuzz.models.pmd_swap import PmdSwapKernel
 
 
 def _unbatched(cls):

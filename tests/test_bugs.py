@@ -23,15 +23,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import fuzz.runner as runner
-from fuzz.gen import generate
-from fuzz.guard import run_guarded
-from fuzz.minimize import minimize
-from fuzz.trace import format_trace
-from models import ops as O
-from models.bugs import BLIND_SPOTS, BUGS, COPIED_FROM, copied_source_hash, make_pmd_kernel
-from models.legacy import LegacyKernel
-from models.pmd_swap import PmdSwapKernel
+import pmdswap_fuzz.fuzz.runner as runner
+from pmdswap_fuzz.fuzz.gen import generate
+from pmdswap_fuzz.fuzz.guard import run_guarded
+from pmdswap_fuzz.fuzz.minimize import minimize
+from pmdswap_fuzz.fuzz.trace import format_trace
+from pmdswap_fuzz.models import ops as O
+from pmdswap_fuzz.models.bugs import BLIND_SPOTS, BUGS, COPIED_FROM, copied_source_hash, make_pmd_kernel
+from pmdswap_fuzz.models.legacy import LegacyKernel
+from pmdswap_fuzz.models.pmd_swap import PmdSwapKernel
 
 GEN_LENGTH = 24  # ops per generated sequence
 SEEDS = range(100)  # the fixed seed set, tried in order

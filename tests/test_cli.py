@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fuzz import runner
-from fuzz.cli import main
-from fuzz.decode import encode
-from fuzz.loader import load_input
-from fuzz.trace import format_trace, parse_trace
-from models import ops as O
-from models.legacy import LegacyKernel
-from models.mm import PTE_SWAP
+from pmdswap_fuzz.fuzz import runner
+from pmdswap_fuzz.fuzz.cli import main
+from pmdswap_fuzz.fuzz.decode import encode
+from pmdswap_fuzz.fuzz.loader import load_input
+from pmdswap_fuzz.fuzz.trace import format_trace, parse_trace
+from pmdswap_fuzz.models import ops as O
+from pmdswap_fuzz.models.legacy import LegacyKernel
+from pmdswap_fuzz.models.mm import PTE_SWAP
 
 P = O.HPAGE_PMD_NR
 
@@ -287,7 +287,7 @@ def test_repro_of_a_regression_uses_its_bug_header_unless_told_otherwise():
 
 
 def test_bugs_lists_whole_first_sentences_with_a_status():
-    from models.bugs import BLIND_SPOTS, BUGS
+    from pmdswap_fuzz.models.bugs import BLIND_SPOTS, BUGS
     r = _cli("bugs")
     assert r.returncode == 0
     rows = [line for line in r.stdout.splitlines()[1:-1]]
@@ -353,7 +353,7 @@ def test_atheris_stops_near_its_time_even_while_libfuzzer_replays_its_corpus(tmp
 
 
 def test_a_trace_past_the_length_bound_is_refused_at_its_line(tmp_path):
-    from fuzz.trace import MAX_TRACE_OPS
+    from pmdswap_fuzz.fuzz.trace import MAX_TRACE_OPS
     long = tmp_path / "long.trace"
     long.write_text("pmdswap-trace 1\n" + "fault pid=0 page=1 write=0\n" * (MAX_TRACE_OPS + 1))
     r = _cli("repro", long)

@@ -23,14 +23,14 @@ from pathlib import Path
 
 import pytest
 
-from fuzz.decode import MAX_OPS
-from fuzz.runner import run_trace
-from fuzz.trace import parse_trace_bytes
+from pmdswap_fuzz.fuzz.decode import MAX_OPS
+from pmdswap_fuzz.fuzz.runner import run_trace
+from pmdswap_fuzz.fuzz.trace import parse_trace_bytes
 
 try:  # what the harness turns libFuzzer's bytes into (checked against its source below)
-    from fuzz.fuzzer_input import ops_from_input
+    from pmdswap_fuzz.fuzz.fuzzer_input import ops_from_input
 except ImportError:  # the harness of the flat decoder only
-    from fuzz.decode import decode as ops_from_input
+    from pmdswap_fuzz.fuzz.decode import decode as ops_from_input
 
 REPO = Path(__file__).resolve().parent.parent
 CFLITE = REPO / ".clusterfuzzlite"

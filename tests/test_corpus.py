@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from fuzz.guard import run_guarded as run_trace
-from fuzz.trace import parse_trace
+from pmdswap_fuzz.fuzz.guard import run_guarded as run_trace
+from pmdswap_fuzz.fuzz.trace import parse_trace
 
 CORPUS = pathlib.Path(__file__).resolve().parent.parent / "corpus"
 TRACES = sorted(CORPUS.glob("*/*.trace"))

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fuzz.decode import MAX_OPS, OPCODE_TABLE, WEIGHTS, decode, encode, op_size
-from fuzz.strategies import op_lists
-from fuzz.trace import format_trace, parse_trace
-from models import ops as O
+from pmdswap_fuzz.fuzz.decode import MAX_OPS, OPCODE_TABLE, WEIGHTS, decode, encode, op_size
+from pmdswap_fuzz.fuzz.strategies import op_lists
+from pmdswap_fuzz.fuzz.trace import format_trace, parse_trace
+from pmdswap_fuzz.models import ops as O
 
 
 def assert_valid(op: O.Op) -> None:

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from fuzz.decode import MAX_OPS, decode, encode
-from fuzz.fuzzer_input import (FLAT, RAW_MAGIC, RawInputError, ops_from_input, seed_input,
+from pmdswap_fuzz.fuzz.decode import MAX_OPS, decode, encode
+from pmdswap_fuzz.fuzz.fuzzer_input import (FLAT, RAW_MAGIC, RawInputError, ops_from_input, seed_input,
                                tag_raw, untag_raw)
-from fuzz.gen import generate
-from fuzz.loader import load_input
-from fuzz.trace import parse_trace_bytes
+from pmdswap_fuzz.fuzz.gen import generate
+from pmdswap_fuzz.fuzz.loader import load_input
+from pmdswap_fuzz.fuzz.trace import parse_trace_bytes
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -38,8 +38,8 @@ def test_a_changed_byte_changes_the_generators_decisions_not_everything():
     """The bytes are the generator's decisions in order: changing the last byte the sequence used
     keeps the ops decided before it, and a change of a used byte often changes the sequence (not
     always: the low byte of a random() or a chance() landing on the same side decide nothing)."""
-    from fuzz.choices import ByteChoices
-    from fuzz.gen import generate_from_choices
+    from pmdswap_fuzz.fuzz.choices import ByteChoices
+    from pmdswap_fuzz.fuzz.gen import generate_from_choices
     rng = random.Random(5)
     data = bytes([0]) + _bytes(rng, 600)
     ch = ByteChoices(data[1:])

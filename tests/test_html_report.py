@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fuzz.html_report import STATE_COLOURS, load_campaigns
-from fuzz.status import Stats, StatsLog
-from models.observe import PRESENT, SWAPPED
+from pmdswap_fuzz.fuzz.html_report import STATE_COLOURS, load_campaigns
+from pmdswap_fuzz.fuzz.status import Stats, StatsLog
+from pmdswap_fuzz.models.observe import PRESENT, SWAPPED
 
 REPO = Path(__file__).resolve().parent.parent
 BUG = "pagemap_base_offset"  # found by the random engine (seed 1) within its first executions

@@ -27,12 +27,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from models import ops as O
-from models.invariants import INVARIANTS, Scan, check_invariants
-from models.legacy import LegacyKernel
-from models.memory import ZERO_PFN
-from models.mm import PMD_HUGE, PMD_SWAP, PMD_TABLE, PTE_PRESENT, PTE_SWAP
-from models.pmd_swap import PmdSwapKernel
+from pmdswap_fuzz.models import ops as O
+from pmdswap_fuzz.models.invariants import INVARIANTS, Scan, check_invariants
+from pmdswap_fuzz.models.legacy import LegacyKernel
+from pmdswap_fuzz.models.memory import ZERO_PFN
+from pmdswap_fuzz.models.mm import PMD_HUGE, PMD_SWAP, PMD_TABLE, PTE_PRESENT, PTE_SWAP
+from pmdswap_fuzz.models.pmd_swap import PmdSwapKernel
 
 N = O.HPAGE_PMD_NR
 KERNELS = [LegacyKernel, PmdSwapKernel]
@@ -129,7 +129,7 @@ def test_state_is_realistic(k):
                          ids=["bumped-thp-slot", "dropped-thp-slot", "bumped-pte-slot",
                               "dropped-pte-slot"])
 def test_swap_count_matches_entries(k, delta, page):
-    from models.invariants import swap_count_matches_entries as inv
+    from pmdswap_fuzz.models.invariants import swap_count_matches_entries as inv
     holds(k, inv)
     s = slot_of(k, 1, page)
     k.swap.count[s] += delta
@@ -138,7 +138,7 @@ def test_swap_count_matches_entries(k, delta, page):
 
 def test_swap_count_entry_removed_without_put(k):
     """The other side of the same mistake: an entry cleared without putting its slot."""
-    from models.invariants import swap_count_matches_entries as inv
+    from pmdswap_fuzz.models.invariants import swap_count_matches_entries as inv
     mm = k.mms[1]
     s = slot_of(k, 1, SHARED_SWP)
     mm.pte_kind[SHARED_SWP] = 0
@@ -148,7 +148,7 @@ def test_swap_count_entry_removed_without_put(k):
 
 # ---- exclusive_implies_count_one ----------------------------------------------------------------
 def test_exclusive_implies_count_one_shared_pte_marked_exclusive(k):
-    from models.invariants import exclusive_implies_count_one as inv
+    from pmdswap_fuzz.models.invariants import exclusive_implies_count_one as inv
     holds(k, inv)
     k.mms[1].pte_swp_excl[SHARED_SWP] = True
     fires(k, inv, "pid 1", f"slot {slot_of(k, 1, SHARED_SWP)}", "count is 2")
@@ -156,14 +156,14 @@ def test_exclusive_implies_count_one_shared_pte_marked_exclusive(k):
 
 def test_exclusive_implies_count_one_exclusive_entry_duplicated(k):
     """A dup of an exclusive entry's slots (e.g. fork forgetting to clear the bit)."""
-    from models.invariants import exclusive_implies_count_one as inv
+    from pmdswap_fuzz.models.invariants import exclusive_implies_count_one as inv
     s = slot_of(k, 0, 1536 + 7)
     k.swap.count[s] += 1
     fires(k, inv, "pid 0", f"slot {s}")
 
 
 def test_exclusive_implies_count_one_shared_pmd_entry_marked_exclusive():
-    from models.invariants import exclusive_implies_count_one as inv
+    from pmdswap_fuzz.models.invariants import exclusive_implies_count_one as inv
     k = build(PmdSwapKernel)
     assert k.mms[1].pmd_kind[0] == PMD_SWAP and not k.mms[1].pmd_swp_excl[0]
     k.mms[1].pmd_swp_excl[0] = True
@@ -172,7 +172,7 @@ def test_exclusive_implies_count_one_shared_pmd_entry_marked_exclusive():
 
 # ---- free_slots_are_clean -----------------------------------------------------------------------
 def test_free_slots_are_clean_free_slot_with_count(k):
-    from models.invariants import free_slots_are_clean as inv
+    from pmdswap_fuzz.models.invariants import free_slots_are_clean as inv
     holds(k, inv)
     s = free_slot(k)
     k.swap.count[s] = 1
@@ -180,14 +180,14 @@ def test_free_slots_are_clean_free_slot_with_count(k):
 
 
 def test_free_slots_are_clean_freed_while_cached(k):
-    from models.invariants import free_slots_are_clean as inv
+    from pmdswap_fuzz.models.invariants import free_slots_are_clean as inv
     s, _ = cached_slot(k)
     k.swap.used[s] = False
     fires(k, inv, f"free slot {s}")
 
 
 def test_free_slots_are_clean_leaked_slot(k):
-    from models.invariants import free_slots_are_clean as inv
+    from pmdswap_fuzz.models.invariants import free_slots_are_clean as inv
     s = free_slot(k)
     k.swap.used[s] = True
     fires(k, inv, f"slot {s}", "leak")
@@ -195,7 +195,7 @@ def test_free_slots_are_clean_leaked_slot(k):
 
 def test_free_slots_are_clean_foreign_slot_is_not_a_leak():
     """Fragment's slots belong to another user: allocated, no count, no folio, and no leak."""
-    from models.invariants import free_slots_are_clean as inv
+    from pmdswap_fuzz.models.invariants import free_slots_are_clean as inv
     for cls in KERNELS:
         k = build(cls, STATE_OPS + [O.Fragment()])
         assert k.swap.foreign.sum() > 1
@@ -204,7 +204,7 @@ def test_free_slots_are_clean_foreign_slot_is_not_a_leak():
 
 # ---- swap_cache_consistent ----------------------------------------------------------------------
 def test_swap_cache_consistent_caches_freed_page(k):
-    from models.invariants import swap_cache_consistent as inv
+    from pmdswap_fuzz.models.invariants import swap_cache_consistent as inv
     holds(k, inv)
     s, pfn = cached_slot(k)
     free_pfn = int(np.flatnonzero(k.mem.head[:k.mem.high_water] < 0)[0])
@@ -213,7 +213,7 @@ def test_swap_cache_consistent_caches_freed_page(k):
 
 
 def test_swap_cache_consistent_folio_swap_disagrees(k):
-    from models.invariants import swap_cache_consistent as inv
+    from pmdswap_fuzz.models.invariants import swap_cache_consistent as inv
     s, pfn = cached_slot(k)
     k.mem.swap[pfn] = s + 1
     fires(k, inv, f"slot {s}", "folio->swap disagrees")
@@ -224,7 +224,7 @@ def test_swap_cache_consistent_cache_entry_cleared(k):
 
     The docstring promises that the swap cache and folio->swap agree; only the direction
     cache -> folio is checked, so this corruption goes unnoticed (reported as a suspected gap)."""
-    from models.invariants import swap_cache_consistent as inv
+    from pmdswap_fuzz.models.invariants import swap_cache_consistent as inv
     s, pfn = cached_slot(k)
     assert k.mem.swap[pfn] == s
     k.swap.cache[s] = -1
@@ -232,7 +232,7 @@ def test_swap_cache_consistent_cache_entry_cleared(k):
 
 
 def test_swap_cache_consistent_folio_cached_with_no_device(k):
-    from models.invariants import swap_cache_consistent as inv
+    from pmdswap_fuzz.models.invariants import swap_cache_consistent as inv
     assert k.apply(O.Swapoff()) == O.OK
     holds(k, inv)
     k.mem.swap[pfn_of(k, 0, SHARED_PRES)] = 7
@@ -242,7 +242,7 @@ def test_swap_cache_consistent_folio_cached_with_no_device(k):
 # ---- rss_counters_match -------------------------------------------------------------------------
 @pytest.mark.parametrize("field,delta", [("anonpages", 1), ("anonpages", -N), ("swapents", 1)])
 def test_rss_counters_match(k, field, delta):
-    from models.invariants import rss_counters_match as inv
+    from pmdswap_fuzz.models.invariants import rss_counters_match as inv
     holds(k, inv)
     mm = k.mms[1]
     setattr(mm, field, getattr(mm, field) + delta)
@@ -251,7 +251,7 @@ def test_rss_counters_match(k, field, delta):
 
 # ---- mapcounts_match ----------------------------------------------------------------------------
 def test_mapcounts_match_pte_mapcount(k):
-    from models.invariants import mapcounts_match as inv
+    from pmdswap_fuzz.models.invariants import mapcounts_match as inv
     holds(k, inv)
     pfn = pfn_of(k, 0, SHARED_PRES)
     assert k.mem.mapcount[pfn] == 2
@@ -260,7 +260,7 @@ def test_mapcounts_match_pte_mapcount(k):
 
 
 def test_mapcounts_match_entire_mapcount(k):
-    from models.invariants import mapcounts_match as inv
+    from pmdswap_fuzz.models.invariants import mapcounts_match as inv
     head = int(k.mms[0].pmd_pfn[1])
     assert k.mem.entire_mapcount[head] == 2
     k.mem.entire_mapcount[head] -= 1
@@ -268,7 +268,7 @@ def test_mapcounts_match_entire_mapcount(k):
 
 
 def test_mapcounts_match_mapped_page_freed(k):
-    from models.invariants import mapcounts_match as inv
+    from pmdswap_fuzz.models.invariants import mapcounts_match as inv
     pfn = pfn_of(k, 1, 1050)
     k.mem.head[pfn] = -1
     fires(k, inv, f"pfn {pfn}", "mapped but free")
@@ -277,7 +277,7 @@ def test_mapcounts_match_mapped_page_freed(k):
 # ---- no_leaked_folio ----------------------------------------------------------------------------
 @pytest.mark.parametrize("order", [0, 9])
 def test_no_leaked_folio_allocated_and_dropped(k, order):
-    from models.invariants import no_leaked_folio as inv
+    from pmdswap_fuzz.models.invariants import no_leaked_folio as inv
     holds(k, inv)
     head = k.mem.alloc_folio(order)
     fires(k, inv, f"folio {head}", f"order {order}", "neither mapped nor cached")
@@ -285,7 +285,7 @@ def test_no_leaked_folio_allocated_and_dropped(k, order):
 
 def test_no_leaked_folio_unmapped_without_free(k):
     """A PTE cleared (mapcount dropped) but the folio not freed: the unmap path forgot the put."""
-    from models.invariants import no_leaked_folio as inv
+    from pmdswap_fuzz.models.invariants import no_leaked_folio as inv
     mm = k.mms[1]
     pfn = pfn_of(k, 1, 1050)
     assert k.mem.mapcount[pfn] == 1 and k.mem.swap[pfn] < 0
@@ -297,7 +297,7 @@ def test_no_leaked_folio_unmapped_without_free(k):
 
 # ---- writeback_only_in_swapcache ----------------------------------------------------------------
 def test_writeback_only_in_swapcache_freed_folio(k):
-    from models.invariants import writeback_only_in_swapcache as inv
+    from pmdswap_fuzz.models.invariants import writeback_only_in_swapcache as inv
     holds(k, inv)  # the cached THP is under writeback: allowed
     assert k.mem.writeback[:k.mem.high_water].any()
     free_pfn = int(np.flatnonzero(k.mem.head[:k.mem.high_water] < 0)[0])
@@ -306,7 +306,7 @@ def test_writeback_only_in_swapcache_freed_folio(k):
 
 
 def test_writeback_only_in_swapcache_folio_left_cache(k):
-    from models.invariants import writeback_only_in_swapcache as inv
+    from pmdswap_fuzz.models.invariants import writeback_only_in_swapcache as inv
     pfn = pfn_of(k, 1, 1050)
     assert k.mem.swap[pfn] < 0
     k.mem.writeback[pfn] = True
@@ -315,7 +315,7 @@ def test_writeback_only_in_swapcache_folio_left_cache(k):
 
 # ---- writable_implies_exclusive -----------------------------------------------------------------
 def test_writable_implies_exclusive_pte_on_shared_page(k):
-    from models.invariants import writable_implies_exclusive as inv
+    from pmdswap_fuzz.models.invariants import writable_implies_exclusive as inv
     assert k.mms[1].pte_write[1050]  # the COW copy is writable: allowed
     holds(k, inv)
     k.mms[1].pte_write[SHARED_PRES] = True
@@ -323,7 +323,7 @@ def test_writable_implies_exclusive_pte_on_shared_page(k):
 
 
 def test_writable_implies_exclusive_pte_on_zero_page(k):
-    from models.invariants import writable_implies_exclusive as inv
+    from pmdswap_fuzz.models.invariants import writable_implies_exclusive as inv
     mm = k.mms[0]
     assert k.apply(O.Mmap(0, 1100, 8, hugepage=False)) == O.OK
     assert k.apply(O.Fault(0, 1102)) == O.OK  # read fault on a none page: the zero page
@@ -334,7 +334,7 @@ def test_writable_implies_exclusive_pte_on_zero_page(k):
 
 
 def test_writable_implies_exclusive_pmd_on_shared_thp(k):
-    from models.invariants import writable_implies_exclusive as inv
+    from pmdswap_fuzz.models.invariants import writable_implies_exclusive as inv
     k.mms[0].pmd_write[1] = True
     fires(k, inv, "pid 0", "writable PMD", "region 1")
 
@@ -342,7 +342,7 @@ def test_writable_implies_exclusive_pmd_on_shared_thp(k):
 # ---- entries_inside_vmas ------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", [PTE_PRESENT, PTE_SWAP], ids=["present", "swap"])
 def test_entries_inside_vmas_pte_outside_vma(k, kind):
-    from models.invariants import entries_inside_vmas as inv
+    from pmdswap_fuzz.models.invariants import entries_inside_vmas as inv
     holds(k, inv)
     assert k.mms[0].find_vma(OUTSIDE) is None and k.mms[0].pmd_kind[OUTSIDE // N] == PMD_TABLE
     k.mms[0].pte_kind[OUTSIDE] = kind
@@ -351,7 +351,7 @@ def test_entries_inside_vmas_pte_outside_vma(k, kind):
 
 def test_entries_inside_vmas_entry_left_after_vma_shrunk(k):
     """munmap forgot to zap: the VMA shrank, its last PTE stayed."""
-    from models.invariants import entries_inside_vmas as inv
+    from pmdswap_fuzz.models.invariants import entries_inside_vmas as inv
     mm = k.mms[1]
     i = next(j for j, v in enumerate(mm.vmas) if v.start == 1024)
     mm.vmas[i] = replace(mm.vmas[i], end=1031)
@@ -366,7 +366,7 @@ def _split_vma_at(mm, page: int) -> None:
 
 def test_entries_inside_vmas_present_huge_entry_crosses_boundary(k):
     """A VMA split inside a PMD-mapped THP without splitting the PMD."""
-    from models.invariants import entries_inside_vmas as inv
+    from pmdswap_fuzz.models.invariants import entries_inside_vmas as inv
     assert k.mms[0].pmd_kind[1] == PMD_HUGE
     _split_vma_at(k.mms[0], N + 100)
     fires(k, inv, "pid 0", "region 1", "crosses a VMA boundary")
@@ -374,7 +374,7 @@ def test_entries_inside_vmas_present_huge_entry_crosses_boundary(k):
 
 def test_entries_inside_vmas_swap_pmd_crosses_boundary():
     """The same with a PMD swap entry (PMD model only: legacy holds PTE swap entries there)."""
-    from models.invariants import entries_inside_vmas as inv
+    from pmdswap_fuzz.models.invariants import entries_inside_vmas as inv
     k = build(PmdSwapKernel)
     assert k.mms[0].pmd_kind[3] == PMD_SWAP
     _split_vma_at(k.mms[0], 3 * N + 100)
@@ -388,7 +388,7 @@ def _after_swapoff(k):
 
 
 def test_nothing_references_removed_device_pte(k):
-    from models.invariants import nothing_references_removed_device as inv
+    from pmdswap_fuzz.models.invariants import nothing_references_removed_device as inv
     _after_swapoff(k)
     holds(k, inv)
     mm = k.mms[1]
@@ -399,7 +399,7 @@ def test_nothing_references_removed_device_pte(k):
 
 
 def test_nothing_references_removed_device_pmd(k):
-    from models.invariants import nothing_references_removed_device as inv
+    from pmdswap_fuzz.models.invariants import nothing_references_removed_device as inv
     _after_swapoff(k)
     mm = k.mms[0]
     mm.clear_pmd(1, PMD_SWAP)
@@ -408,7 +408,7 @@ def test_nothing_references_removed_device_pmd(k):
 
 
 def test_nothing_references_removed_device_counter(k):
-    from models.invariants import nothing_references_removed_device as inv
+    from pmdswap_fuzz.models.invariants import nothing_references_removed_device as inv
     _after_swapoff(k)
     k.mms[0].swapents = 1
     fires(k, inv, "pid 0")
@@ -416,7 +416,7 @@ def test_nothing_references_removed_device_counter(k):
 
 # ---- all_free_after_exit ------------------------------------------------------------------------
 def test_all_free_after_exit(k):
-    from models.invariants import all_free_after_exit as inv
+    from pmdswap_fuzz.models.invariants import all_free_after_exit as inv
     assert k.swap.used[1:].any()
     for op in (O.Exit(1), O.Exit(0)):
         assert k.apply(op) == O.OK
@@ -432,7 +432,7 @@ def test_all_free_after_exit(k):
 
 def test_all_free_after_exit_slot_with_count_left(k):
     """A put missed at exit: the slot keeps a count and stays allocated."""
-    from models.invariants import all_free_after_exit as inv
+    from pmdswap_fuzz.models.invariants import all_free_after_exit as inv
     s = slot_of(k, 1, FAULTED)
     for op in (O.Exit(1), O.Exit(0), O.Evict()):
         assert k.apply(op) == O.OK
@@ -445,7 +445,7 @@ def test_all_free_after_exit_slot_with_count_left(k):
 def test_writable_implies_soft_dirty(k):
     """After clear_refs every entry is clean and write-protected; making one writable again without
     marking it soft-dirty is what pte_needs_soft_dirty_wp() exists to prevent."""
-    from models.invariants import writable_implies_soft_dirty as inv
+    from pmdswap_fuzz.models.invariants import writable_implies_soft_dirty as inv
     mm = k.mms[0]
     assert k.apply(O.ClearRefs(0)) == O.OK
     holds(k, inv)
@@ -491,8 +491,8 @@ def test_check_invariants_names_first_failure(k):
 def test_exit_checks_the_rss_counters_before_dropping_the_mm():
     """check_mm() (kernel/fork.c): an exiting process's counters must be zero once everything is
     unmapped; invariants run after the op, when the mm is gone, so exit checks them itself."""
-    from models.errors import ModelBug
-    from models.legacy import LegacyKernel
+    from pmdswap_fuzz.models.errors import ModelBug
+    from pmdswap_fuzz.models.legacy import LegacyKernel
 
     class ZapForgetsSwapents(LegacyKernel):
         def zap_pte_range(self, mm, lo, hi):

@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fuzz import kernel_generate as KG
-from fuzz.export_c import ExportError, check_exportable, export_c, export_c_batch
-from fuzz.gen import generate
-from fuzz.kernel_profiles import PROFILES
-from fuzz.kernelcheck import TraceResult, mismatch_observable
-from fuzz.trace import parse_trace
-from models import ops as O
+from pmdswap_fuzz.fuzz import kernel_generate as KG
+from pmdswap_fuzz.fuzz.export_c import ExportError, check_exportable, export_c, export_c_batch
+from pmdswap_fuzz.fuzz.gen import generate
+from pmdswap_fuzz.fuzz.kernel_profiles import PROFILES
+from pmdswap_fuzz.fuzz.kernelcheck import TraceResult, mismatch_observable
+from pmdswap_fuzz.fuzz.trace import parse_trace
+from pmdswap_fuzz.models import ops as O
 
 GCC = shutil.which("gcc")
 
@@ -204,7 +204,7 @@ def test_generate_minimisation_stops_at_the_budget_and_rounds(tmp_path, monkeypa
 
 def test_generate_refuses_bad_arguments_before_booting(tmp_path, monkeypatch):
     fake = _fake(monkeypatch, tmp_path)
-    from fuzz.kernelcheck import KernelCheckError
+    from pmdswap_fuzz.fuzz.kernelcheck import KernelCheckError
     (tmp_path / "file").write_text("x")
     with pytest.raises(KernelCheckError, match="not a directory"):
         KG.generate_check(3, 1, out_dir=tmp_path / "file")
@@ -216,7 +216,7 @@ def test_generate_refuses_bad_arguments_before_booting(tmp_path, monkeypatch):
 
 
 def test_cli_generate_usage_errors(tmp_path, capsys):
-    from fuzz.cli import main
+    from pmdswap_fuzz.fuzz.cli import main
     for argv, msg in ((["kernel-check"], "give TRACE"),
                       (["kernel-check", "--generate", "3"], "needs --seed"),
                       (["kernel-check", "--generate", "3", "--seed", "1", "x.trace"], "give no TRACE"),
@@ -229,8 +229,8 @@ def test_cli_generate_usage_errors(tmp_path, capsys):
 
 
 def test_comparison_ends_the_models_writeback_and_skips_device_io_after_zswap():
-    from fuzz.kernelcheck import _compare_vmstat, end_all_writeback
-    from models.legacy import LegacyKernel
+    from pmdswap_fuzz.fuzz.kernelcheck import _compare_vmstat, end_all_writeback
+    from pmdswap_fuzz.models.legacy import LegacyKernel
     k = LegacyKernel()
     for op in (O.Mmap(0, 0, 512, True), O.Write(0, 0, 512, 7), O.Pageout(0, 0, 512)):
         k.apply(op)
@@ -250,9 +250,9 @@ def test_a_store_fault_on_a_uffd_wp_page_is_a_read_first_for_the_comparison():
     """The program reads a uffd-wp page before its store (GUP's write fault would wait for the
     trap killably); the comparison gives the model the same read first, so a swapped-out page
     comes in by a read fault (the swap cache is kept: no FAULT_FLAG_WRITE) and then traps."""
-    from fuzz.kernelcheck import _apply_as_the_program_does, end_all_writeback
-    from models.legacy import LegacyKernel
-    from models.observe import PRESENT, observe
+    from pmdswap_fuzz.fuzz.kernelcheck import _apply_as_the_program_does, end_all_writeback
+    from pmdswap_fuzz.models.legacy import LegacyKernel
+    from pmdswap_fuzz.models.observe import PRESENT, observe
     runs = {}
     for how in ("model", "program"):
         k = LegacyKernel()

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from models import ops as O
-from models.errors import BadOp
-from models.invariants import check_invariants
-from models.legacy import LegacyKernel
-from models.mm import PMD_NONE, PMD_TABLE
+from pmdswap_fuzz.models import ops as O
+from pmdswap_fuzz.models.errors import BadOp
+from pmdswap_fuzz.models.invariants import check_invariants
+from pmdswap_fuzz.models.legacy import LegacyKernel
+from pmdswap_fuzz.models.mm import PMD_NONE, PMD_TABLE
 from scenario_helpers import apply, assert_counters, assert_pages, assert_slots, val
-from models.observe import NONE, PRESENT, SWAPPED, UNMAPPED, observe
+from pmdswap_fuzz.models.observe import NONE, PRESENT, SWAPPED, UNMAPPED, observe
 
 N = O.HPAGE_PMD_NR
 THP_SLOT = 512  # first slot of the first free 512-slot cluster (slot 0 is the swap header)

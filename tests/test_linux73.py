@@ -9,11 +9,11 @@ import errno
 
 import numpy as np
 
-from models import ops as O
-from models.legacy import LegacyKernel
-from models.mm import MINCORE_UNSET, PMD_NONE, PMD_TABLE
-from models.observe import NONE, PRESENT, SWAPPED, observe
-from models.pmd_swap import PmdSwapKernel
+from pmdswap_fuzz.models import ops as O
+from pmdswap_fuzz.models.legacy import LegacyKernel
+from pmdswap_fuzz.models.mm import MINCORE_UNSET, PMD_NONE, PMD_TABLE
+from pmdswap_fuzz.models.observe import NONE, PRESENT, SWAPPED, observe
+from pmdswap_fuzz.models.pmd_swap import PmdSwapKernel
 from scenario_helpers import apply, assert_counters, assert_pages, assert_slots, val
 
 N = O.HPAGE_PMD_NR
@@ -585,7 +585,7 @@ def test_fork_copies_no_page_tables_of_a_vma_without_anon_vma():
 
 def _settle(k) -> None:
     """The disk finishes writeback between ops (as in kernel-check)."""
-    from fuzz.kernelcheck import end_all_writeback
+    from pmdswap_fuzz.fuzz.kernelcheck import end_all_writeback
     end_all_writeback(k)
 
 

@@ -26,11 +26,11 @@ import errno
 import numpy as np
 import pytest
 
-from fuzz.oracle import TOLERATED, TOLERATED_BY_EVENT, Divergence, Oracle
-from models import ops as O
-from models.legacy import LegacyKernel
-from models.observe import NONE, PRESENT, SWAPPED, UNMAPPED, observe
-from models.pmd_swap import PmdSwapKernel
+from pmdswap_fuzz.fuzz.oracle import TOLERATED, TOLERATED_BY_EVENT, Divergence, Oracle
+from pmdswap_fuzz.models import ops as O
+from pmdswap_fuzz.models.legacy import LegacyKernel
+from pmdswap_fuzz.models.observe import NONE, PRESENT, SWAPPED, UNMAPPED, observe
+from pmdswap_fuzz.models.pmd_swap import PmdSwapKernel
 
 N = O.HPAGE_PMD_NR
 EBUSY = -errno.EBUSY

@@ -32,12 +32,12 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from fuzz.runner import run_trace
-from models import ops as O
+from pmdswap_fuzz.fuzz.runner import run_trace
+from pmdswap_fuzz.models import ops as O
 from scenario_helpers import apply, assert_counters, assert_pages, assert_slots, val
-from models.mm import MINCORE_UNSET
-from models.observe import NONE, PRESENT, SWAPPED, UNMAPPED, observe
-from models.pmd_swap import PmdSwapKernel
+from pmdswap_fuzz.models.mm import MINCORE_UNSET
+from pmdswap_fuzz.models.observe import NONE, PRESENT, SWAPPED, UNMAPPED, observe
+from pmdswap_fuzz.models.pmd_swap import PmdSwapKernel
 
 N = O.HPAGE_PMD_NR
 ALL = np.arange(N)

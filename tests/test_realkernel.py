@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fuzz.export_c import ExportError, check_exportable, export_c
-from fuzz.kernel_profiles import DEFAULT_PROFILE, PROFILES
-from fuzz.trace import parse_trace
-from models import ops as O
+from pmdswap_fuzz.fuzz.export_c import ExportError, check_exportable, export_c
+from pmdswap_fuzz.fuzz.kernel_profiles import DEFAULT_PROFILE, PROFILES
+from pmdswap_fuzz.fuzz.trace import parse_trace
+from pmdswap_fuzz.models import ops as O
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = sorted(glob.glob(str(ROOT / "corpus" / "realkernel" / "*.trace")))
@@ -153,8 +153,8 @@ def test_profile_lists_each_difference_once_with_source():
 
 
 def test_each_real_kernel_profile_names_its_package_and_the_kernel_rule_for_bit_56():
-    from fuzz.kernel_profiles import make_model
-    from models.legacy import LegacyKernel
+    from pmdswap_fuzz.fuzz.kernel_profiles import make_model
+    from pmdswap_fuzz.models.legacy import LegacyKernel
     want = {"linux-7.3": ("7.3", ("experimental", "sid")), "linux-7.2": ("7.2", ("sid",)),
             "linux-6.1": ("6.1", ())}
     for name, (series, suites) in want.items():
@@ -174,8 +174,8 @@ def test_each_real_kernel_profile_names_its_package_and_the_kernel_rule_for_bit_
 def test_6_1_split_of_a_dirty_pmd_leaves_ptes_not_soft_dirty():
     """split_dirty_pmd_not_soft_dirty: after clear_refs a pageout that splits the THP gives 512
     soft-dirty swap PTEs on 7.3 (pte_mkdirty sets _PAGE_SOFT_DIRTY on x86), none on 6.1."""
-    from fuzz.kernel_profiles import make_model
-    from models.observe import observe
+    from pmdswap_fuzz.fuzz.kernel_profiles import make_model
+    from pmdswap_fuzz.models.observe import observe
     ops = parse_trace((ROOT / "corpus/realkernel/softdirty-across_swap.trace").read_text())
     sd = {}
     for name in ("linux-7.3", "linux-6.1"):
@@ -187,7 +187,7 @@ def test_6_1_split_of_a_dirty_pmd_leaves_ptes_not_soft_dirty():
 
 
 def test_kernel_check_rejects_a_bad_trace_before_anything_runs(tmp_path):
-    from fuzz.kernelcheck import KernelCheckError, kernel_check
+    from pmdswap_fuzz.fuzz.kernelcheck import KernelCheckError, kernel_check
     t = tmp_path / "frag.trace"
     t.write_text("pmdswap-trace 1\nmmap pid=0 start=0 npages=512 hugepage=1\nfragment\n")
     before = set(glob.glob(os.path.join(tempfile.gettempdir(), "pmdswap-kcheck-*")))
@@ -202,7 +202,7 @@ def test_kernel_check_rejects_a_bad_trace_before_anything_runs(tmp_path):
 # fetching the kernel (fake apt answers, nothing leaves the machine)
 # ---------------------------------------------------------------------------------------------
 def test_debian_version_order():
-    from fuzz.kernel_fetch import debian_version_cmp as cmp
+    from pmdswap_fuzz.fuzz.kernel_fetch import debian_version_cmp as cmp
     assert cmp("7.3~rc7-1~exp1", "7.3-1") < 0  # a release candidate sorts before the release
     assert cmp("7.3-1", "7.3.1-1") < 0 and cmp("7.2.13-1", "7.3~rc7-1~exp1") < 0
     assert cmp("6.1.192-3", "6.1.192-2") > 0 and cmp("2.10", "2.9") > 0
@@ -211,7 +211,7 @@ def test_debian_version_order():
 
 def test_package_patterns_take_any_point_release_and_no_debug_package():
     import re
-    from fuzz.kernel_fetch import KERNEL_PACKAGES as K
+    from pmdswap_fuzz.fuzz.kernel_fetch import KERNEL_PACKAGES as K
     match = {n: [p for p, s in K.items() if re.fullmatch(s.pattern, n)] for n in (
         "linux-image-7.3-cloud-amd64", "linux-image-7.3.2+deb14-cloud-amd64",
         "linux-image-7.2.13+deb14-cloud-amd64", "linux-image-6.1.0-57-cloud-amd64",
@@ -238,7 +238,7 @@ def _fake_etc(tmp_path) -> Path:
 
 def test_private_apt_configuration_uses_the_system_mirror_and_changes_nothing_else(tmp_path,
                                                                                    monkeypatch):
-    from fuzz.kernel_fetch import KernelFetchError, private_apt, system_mirror
+    from pmdswap_fuzz.fuzz.kernel_fetch import KernelFetchError, private_apt, system_mirror
     monkeypatch.delenv("PMDSWAP_DEBIAN_MIRROR", raising=False)
     etc = _fake_etc(tmp_path)
     before = {p: p.read_bytes() for p in etc.rglob("*") if p.is_file()}
@@ -319,7 +319,7 @@ def _fake_dpkg(monkeypatch):
 
 def test_fetch_picks_the_highest_version_across_suites_and_reuses_a_verified_cache(
         tmp_path, monkeypatch):
-    from fuzz import kernel_fetch as kf
+    from pmdswap_fuzz.fuzz import kernel_fetch as kf
     fake = _FakeApt()
     monkeypatch.setattr(kf.AptConfig, "run", fake.method())
     _fake_dpkg(monkeypatch)
@@ -348,7 +348,7 @@ def test_fetch_picks_the_highest_version_across_suites_and_reuses_a_verified_cac
 
 
 def test_fetch_falls_back_to_the_cache_when_apt_cannot_answer(tmp_path, monkeypatch):
-    from fuzz import kernel_fetch as kf
+    from pmdswap_fuzz.fuzz import kernel_fetch as kf
     monkeypatch.setattr(kf.AptConfig, "run", _FakeApt().method())
     _fake_dpkg(monkeypatch)
     cache, etc = tmp_path / "cache", _fake_etc(tmp_path)
@@ -419,7 +419,7 @@ def _cpio_names(data: bytes) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("layout", ["7x", "61"])
 def test_kernel_tree_layouts_modules_and_command_line(tmp_path, layout):
-    from fuzz.kernelcheck import (MODULES, _module_order, _pick_profile, build_initramfs,
+    from pmdswap_fuzz.fuzz.kernelcheck import (MODULES, _module_order, _pick_profile, build_initramfs,
                                   kernel_cmdline, resolve_kernel)
     t = resolve_kernel(str(_tree(tmp_path, layout)))
     if layout == "7x":
@@ -447,7 +447,7 @@ def test_kernel_tree_layouts_modules_and_command_line(tmp_path, layout):
 
 
 def test_report_names_the_kernel_version_package_and_checksum():
-    from fuzz.kernelcheck import KernelReport, TraceResult, format_report, report_json
+    from pmdswap_fuzz.fuzz.kernelcheck import KernelReport, TraceResult, format_report, report_json
     rep = KernelReport("7.3-cloud-amd64", "/k/vmlinuz", "linux-7.3", "legacy", "tcg", 3.5, 20.0,
                        [TraceResult("a.trace", True, 3, 0.1)], sha256="ab" * 32,
                        kernel_package="linux-image-7.3-cloud-amd64 7.3~rc7-1~exp1 (Debian "
@@ -462,7 +462,7 @@ def test_report_names_the_kernel_version_package_and_checksum():
 
 
 def test_inexpressible_traces_stop_the_check_or_are_skipped(tmp_path):
-    from fuzz.kernelcheck import KernelCheckError, kernel_check
+    from pmdswap_fuzz.fuzz.kernelcheck import KernelCheckError, kernel_check
     move = next(p for p in CORPUS if p not in _expressible("linux-6.1"))
     with pytest.raises(KernelCheckError, match="UFFDIO_MOVE does not exist|no zswap"):
         kernel_check([move], profile="linux-6.1")
@@ -471,7 +471,7 @@ def test_inexpressible_traces_stop_the_check_or_are_skipped(tmp_path):
 
 
 def test_a_profile_without_a_package_needs_a_kernel(tmp_path):
-    from fuzz.kernelcheck import KernelCheckError, kernel_check
+    from pmdswap_fuzz.fuzz.kernelcheck import KernelCheckError, kernel_check
     with pytest.raises(KernelCheckError, match="names no kernel package.*pass --kernel"):
         kernel_check(CORPUS[:1], model="pmd")
     with pytest.raises(KernelCheckError, match="names no kernel package"):
@@ -482,7 +482,7 @@ def test_a_profile_without_a_package_needs_a_kernel(tmp_path):
 # on a real kernel under qemu
 # ---------------------------------------------------------------------------------------------
 def _real_kernel(profile: str) -> Path:
-    from fuzz.kernelcheck import KernelCheckError, fetch_debian_kernel, qemu_available
+    from pmdswap_fuzz.fuzz.kernelcheck import KernelCheckError, fetch_debian_kernel, qemu_available
     missing = qemu_available()
     if missing:
         pytest.skip(f"real-kernel check skipped: {missing}")
@@ -500,14 +500,14 @@ def debian_kernel():
 
 @pytest.fixture(scope="module")
 def corpus_report(debian_kernel):
-    from fuzz.kernelcheck import format_report, kernel_check
+    from pmdswap_fuzz.fuzz.kernelcheck import format_report, kernel_check
     rep = kernel_check(CORPUS)  # the defaults: profile linux-7.3 and its package
     print("\n" + format_report(rep))
     return rep
 
 
 def test_corpus_agrees_with_legacy_model_on_linux_7_3(corpus_report, debian_kernel):
-    from fuzz.kernelcheck import format_report
+    from pmdswap_fuzz.fuzz.kernelcheck import format_report
     rep = corpus_report
     manifest = json.loads((Path(debian_kernel) / "manifest.json").read_text())
     assert rep.kernel_version.startswith("7.3")
@@ -521,7 +521,7 @@ def test_corpus_agrees_with_legacy_model_on_linux_7_3(corpus_report, debian_kern
 
 @pytest.mark.parametrize("profile", ["linux-6.1", "linux-7.2"])
 def test_corpus_agrees_with_legacy_model_on_older_kernels(profile):
-    from fuzz.kernelcheck import format_report, kernel_check
+    from pmdswap_fuzz.fuzz.kernelcheck import format_report, kernel_check
     if profile not in os.environ.get("PMDSWAP_REALKERNEL", "").replace(",", " ").split():
         pytest.skip(f"{profile} real-kernel check runs when asked: PMDSWAP_REALKERNEL={profile}")
     tree = _real_kernel(profile)
@@ -535,7 +535,7 @@ def test_corpus_agrees_with_legacy_model_on_older_kernels(profile):
 
 
 def test_no_temporary_files_left_and_bad_images_are_clear(debian_kernel, tmp_path):
-    from fuzz.kernelcheck import KernelCheckError, kernel_check, resolve_kernel
+    from pmdswap_fuzz.fuzz.kernelcheck import KernelCheckError, kernel_check, resolve_kernel
     before = set(glob.glob(os.path.join(tempfile.gettempdir(), "pmdswap-kcheck-*")))
     junk = tmp_path / "vmlinuz-junk"
     junk.write_bytes(b"not a kernel\n" * 100)
@@ -556,7 +556,7 @@ def test_no_temporary_files_left_and_bad_images_are_clear(debian_kernel, tmp_pat
 # ---- the swap-offset structure rule of the comparison (no qemu) -----------------------------------
 def _kernel_obs(k, kslot) -> dict:
     """K: lines a kernel would print for the model's own state, swap offsets mapped by kslot()."""
-    from models.observe import NONE, PRESENT, SWAPPED, observe
+    from pmdswap_fuzz.models.observe import NONE, PRESENT, SWAPPED, observe
 
     obs, kobs = observe(k), {}
     for pid, po in obs.procs.items():
@@ -571,7 +571,7 @@ def _kernel_obs(k, kslot) -> dict:
 
 
 def _swap_diffs(k, kslot) -> list[str]:
-    from fuzz.kernelcheck import _compare_obs
+    from pmdswap_fuzz.fuzz.kernelcheck import _compare_obs
 
     obs, kobs = _kernel_obs(k, kslot)
     return [d for d in _compare_obs("t", k, obs, kobs, PROFILES["linux-7.3"], final=False)
@@ -581,7 +581,7 @@ def _swap_diffs(k, kslot) -> list[str]:
 def _order0_spill_and_a_thp():
     """600 order-0 swap-outs (slots 1-511 and 512-600: order-0 slots in cluster 1) and a THP
     swapped out whole (one order-9 allocation, cluster 2)."""
-    from models.legacy import LegacyKernel
+    from pmdswap_fuzz.models.legacy import LegacyKernel
 
     k = LegacyKernel()
     for op in (O.Mmap(0, 0, 1024, hugepage=False), O.Write(0, 0, 600, value=1),
@@ -634,8 +634,8 @@ def test_swap_structure_rule_forgets_thp_slots_once_freed():
 def test_6_1_refuses_a_move_over_several_vmas_after_unmapping_the_destination():
     """no_multi_vma_mremap_move: 7.3 moves both VMAs; 6.1 unmaps the destination, then -EFAULT;
     with no VMA at the start 6.1 refuses before unmapping anything."""
-    from fuzz.kernel_profiles import make_model
-    from models.observe import UNMAPPED, observe
+    from pmdswap_fuzz.fuzz.kernel_profiles import make_model
+    from pmdswap_fuzz.models.observe import UNMAPPED, observe
     ops = parse_trace((ROOT / "corpus/realkernel/linux73-m7-multi_vma_move.trace").read_text())
     got = {}
     for name in ("linux-7.3", "linux-6.1"):
@@ -652,8 +652,8 @@ def test_6_1_refuses_a_move_over_several_vmas_after_unmapping_the_destination():
 def test_6_1_model_leaves_out_one_difference_at_a_time():
     """kernel-check --prove-differences compares again with one model-handled difference left
     out: the 6.1 model then behaves as 7.3 there and as 6.1 everywhere else."""
-    from fuzz.kernel_profiles import make_model
-    from models import ops as O
+    from pmdswap_fuzz.fuzz.kernel_profiles import make_model
+    from pmdswap_fuzz.models import ops as O
     model_keys = [d.key for d in PROFILES["linux-6.1"].differences if d.handling == "model"]
     assert len(model_keys) >= 13
     for key in model_keys:
@@ -682,8 +682,8 @@ def test_6_1_vma_merge_rules(trace, key, upto, pages):
     6.1 keeps the changed (or, for copy_vma(), the surviving) VMA's VM_SOFTDIRTY instead of the
     sticky OR: the pages the real 6.1 kernel reads as not soft-dirty (kernel 0) are soft-dirty in
     the 7.3 model and in the 6.1 model without that difference."""
-    from fuzz.kernel_profiles import make_model
-    from models.observe import observe
+    from pmdswap_fuzz.fuzz.kernel_profiles import make_model
+    from pmdswap_fuzz.models.observe import observe
     ops = parse_trace((ROOT / f"corpus/realkernel/{trace}.trace").read_text())[:upto]
     pid, rng = pages
 
@@ -697,7 +697,7 @@ def test_6_1_vma_merge_rules(trace, key, upto, pages):
 
 
 def test_report_lists_unproven_differences():
-    from fuzz.kernelcheck import KernelReport, format_report, report_json
+    from pmdswap_fuzz.fuzz.kernelcheck import KernelReport, format_report, report_json
     rep = KernelReport("6.1", "img", "linux-6.1", "legacy", "tcg", 1.0, 2.0,
                        proofs=[("no_pt_reclaim", [("a.trace", 4)]), ("no_zeromap", [])])
     text = format_report(rep)

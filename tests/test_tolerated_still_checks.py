@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from fuzz.oracle import Oracle
-from models import ops as O
-from models.legacy import LegacyKernel
-from models.pmd_swap import PmdSwapKernel
+from pmdswap_fuzz.fuzz.oracle import Oracle
+from pmdswap_fuzz.models import ops as O
+from pmdswap_fuzz.models.legacy import LegacyKernel
+from pmdswap_fuzz.models.pmd_swap import PmdSwapKernel
 
 N = O.HPAGE_PMD_NR
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 
-from fuzz.strategies import op_lists
-from fuzz.trace import HEADER, TraceError, format_trace, parse_trace, parse_trace_bytes
-from models import ops as O
+from pmdswap_fuzz.fuzz.strategies import op_lists
+from pmdswap_fuzz.fuzz.trace import HEADER, TraceError, format_trace, parse_trace, parse_trace_bytes
+from pmdswap_fuzz.models import ops as O
 
 
 @settings(max_examples=300, deadline=None)

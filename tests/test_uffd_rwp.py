@@ -13,13 +13,13 @@ import errno
 import numpy as np
 import pytest
 
-from models import ops as O
-from models.legacy import LegacyKernel
-from models.mm import PMD_HUGE, PMD_SWAP, PMD_TABLE, PTE_PRESENT
-from models.observe import PRESENT, SWAPPED
-from models.pmd_swap import PmdSwapKernel
-from fuzz.runner import run_trace
-from fuzz.trace import parse_trace_bytes
+from pmdswap_fuzz.models import ops as O
+from pmdswap_fuzz.models.legacy import LegacyKernel
+from pmdswap_fuzz.models.mm import PMD_HUGE, PMD_SWAP, PMD_TABLE, PTE_PRESENT
+from pmdswap_fuzz.models.observe import PRESENT, SWAPPED
+from pmdswap_fuzz.models.pmd_swap import PmdSwapKernel
+from pmdswap_fuzz.fuzz.runner import run_trace
+from pmdswap_fuzz.fuzz.trace import parse_trace_bytes
 from scenario_helpers import apply, assert_pages, val
 
 N = O.HPAGE_PMD_NR
@@ -243,8 +243,8 @@ def test_a_swap_pmd_split_by_zswap_resolves_only_the_page_reached():
     splits the swap PMD (v7 zswap rule) and swaps in one page, so one access resolves one page's
     RWP bit, not 512; the expectation shadow once took the swap PMD before the op for a present
     one and expected all 512 resolved."""
-    from fuzz.oracle import Oracle
-    from fuzz.runner import make_models
+    from pmdswap_fuzz.fuzz.oracle import Oracle
+    from pmdswap_fuzz.fuzz.runner import make_models
     ops = [O.Mmap(0, 0, 512), O.ZswapEnable(), O.Fork(0), O.Write(1, 0, 1, value=1),
            O.UffdRegister(1, 0, 512, rwp=True), O.UffdRwp(1, 0, 512, enable=True),
            O.Pageout(1, 0, 512), O.Fault(1, 0, write=False)]

@@ -14,11 +14,11 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from fuzz.gen import generate  # noqa: E402
-from fuzz.guard import run_guarded  # noqa: E402
-from fuzz.minimize import minimize  # noqa: E402
-from fuzz.trace import format_trace  # noqa: E402
-from models.bugs import BLIND_SPOTS, BUGS  # noqa: E402
+from pmdswap_fuzz.fuzz.gen import generate  # noqa: E402
+from pmdswap_fuzz.fuzz.guard import run_guarded  # noqa: E402
+from pmdswap_fuzz.fuzz.minimize import minimize  # noqa: E402
+from pmdswap_fuzz.fuzz.trace import format_trace  # noqa: E402
+from pmdswap_fuzz.models.bugs import BLIND_SPOTS, BUGS  # noqa: E402
 
 
 def find(bug: str, directed: dict):

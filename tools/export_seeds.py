@@ -13,7 +13,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import test_pmd_scenarios as T  # noqa: E402
 
-from fuzz.trace import format_trace  # noqa: E402
+from pmdswap_fuzz.fuzz.trace import format_trace  # noqa: E402
 
 
 def main() -> int:
