@@ -160,6 +160,18 @@ TOLERATED = (
               "of a swap PMD sets soft-dirty where move_normal_pmd keeps bits", "3.2 D5, D7",
               unchecked="equality of soft-dirty in the loose regions (only legacy subset of PMD is "
                         "checked); the written-pages lower bound still checks both models"),
+    Tolerated("thp_swpout_fallback_one_side", "taint the (pid, region) of each THP the op range "
+              "held in either model",
+              "once lockstep has ended the two swap devices' free clusters differ (a whole-2 MiB "
+              "swap-in frees all 512 slots where legacy still holds 511 of them), so a THP's "
+              "order-9 folio_alloc_swap() can fail in one model only; that model splits the THP "
+              "(THP_SWPOUT_FALLBACK, shrink_folio_list(), 7.3 mm/vmscan.c), and the split maps its "
+              "zero-filled subpages to the shared zero page (__folio_split() -> remap_page() with "
+              "RMP_USE_SHARED_ZEROPAGE, mm/huge_memory.c) where the other model swapped them out. "
+              "Found by .ci/run's hypothesis campaign (seed 1)", "3.2 D1, D2",
+              unchecked="cross-model residency and slot accounting in those regions; contents "
+                        "(both models, and the shadow), uffd-wp and soft-dirty shadows, "
+                        "invariants still checked"),
 )
 TOLERATED_BY_EVENT = {t.event: t for t in TOLERATED}
 
@@ -525,8 +537,13 @@ class Oracle:
                 [(v.start, v.end, v.uffd_protected) for v in self.legacy.mms[op.pid].vmas],
                 op.start, op.start + op.npages, op.dst)
         mixed = _mixed_cache_bases(self.pmd) if isinstance(op, _V3_OPS) else set()
+        fallback = self._swpout_fallback_regions(op)
         rl = self.legacy.apply(op)
         rp = self.pmd.apply(op)
+        if fallback and self._swpout_fallbacks(self.legacy) - fallback[0] != \
+                self._swpout_fallbacks(self.pmd) - fallback[1]:
+            # TOLERATED thp_swpout_fallback_one_side
+            self.tainted |= {(op.pid, r) for r in fallback[2]}
         events = self.pmd.events
         v3 = next((ev for ev in events if ev[0] in ("pmd_swapin", "pmd_unuse") and ev[3] in mixed),
                   None)
@@ -582,6 +599,30 @@ class Oracle:
                 or self._soft_dirty(i, op, ol, op_)
                 or self._residency(i, op, ol, op_) or self._mincore(i, op, ol, op_)
                 or self._invariants(i, op))
+
+    @staticmethod
+    def _swpout_fallbacks(k) -> int:
+        return k.vmstat["thp_swpout_fallback"]
+
+    def _swpout_fallback_regions(self, op: O.Op):
+        """Before a MADV_PAGEOUT out of lockstep: each model's THP_SWPOUT_FALLBACK count and the
+        regions of the range where either maps part of a large folio (TOLERATED
+        thp_swpout_fallback_one_side). None in lockstep: both devices are equal, so an order-9
+        allocation succeeds in both or in neither."""
+        if self.lockstep or not isinstance(op, O.Pageout):
+            return None
+        regions = set()
+        lo, hi = op.start, min(op.start + op.npages, O.VA_PAGES)
+        for k in (self.legacy, self.pmd):
+            mm = k.mms.get(op.pid)
+            if mm is None:
+                continue
+            for r, _, _ in regions_of(lo, hi):
+                sl = region_slice(r)
+                pfns = mm.pte_pfn[sl][mm.pte_kind[sl] == PTE_PRESENT]
+                if mm.pmd_kind[r] == PMD_HUGE or (k.mem.order[k.mem.head[pfns]] > 0).any():
+                    regions.add(r)
+        return self._swpout_fallbacks(self.legacy), self._swpout_fallbacks(self.pmd), regions
 
     def _taint_slot_sharers(self, pid: int, r: int, base: int) -> None:
         self.lockstep = False

@@ -657,6 +657,28 @@ def test_tolerated_pmd_unuse():
     assert d is not None and d.rule in ("residency", "swap-slots")
 
 
+def test_tolerated_thp_swpout_fallback_one_side():
+    """Out of lockstep, on a fragmented device: the PMD model's whole swap-in freed a cluster that
+    legacy still holds 511 slots of, so the next THP swap-out takes that cluster in the PMD model
+    and falls back to a split in legacy, whose zero-filled pages go to the zero page."""
+    ops = THP_OUT[:1] + [O.Mmap(0, N, N), O.Write(0, N, 1, 1), O.Pageout(0, N, N), O.Fragment(),
+                         O.Evict(), O.Fault(0, N, write=True), O.Fault(0, 0)]
+    orc = new_oracle()
+    _events(orc, ops)
+    assert not orc.lockstep and (0, 0) not in orc.tainted
+    before = (orc.legacy.vmstat["thp_swpout_fallback"], orc.pmd.vmstat["thp_swpout_fallback"])
+    _events(orc, [O.Pageout(0, 0, N)])
+    assert orc.legacy.vmstat["thp_swpout_fallback"] == before[0] + 1
+    assert orc.pmd.vmstat["thp_swpout_fallback"] == before[1]
+    assert (0, 0) in orc.tainted
+    a, b = _obs(orc)
+    assert (a.state[:N] == PRESENT).all() and (b.state[:N] == SWAPPED).all()
+    assert (a.contents[:N] == b.contents[:N]).all()  # contents are still compared there
+    orc.tainted.discard((0, 0))
+    d = orc._residency(9, O.Pageout(0, 0, N), observe(orc.legacy), observe(orc.pmd))
+    assert d is not None and d.rule == "residency"
+
+
 def test_tolerated_madv_free_after_swapin():
     """After a whole swap-in, MADV_FREE: legacy drops its swap entries (zeros), PMD keeps lazyfree data."""
     orc = new_oracle()
