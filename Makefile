@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup fuzz test clean
+.PHONY: setup fuzz test lint clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,6 +20,11 @@ fuzz: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# ruff and mypy, settings in pyproject.toml (.ci/run runs this too)
+lint: $(STAMP)
+	$(BIN)/ruff check models fuzz tests tools
+	tools/typecheck.sh
 
 clean:
 	rm -rf $(VENV)

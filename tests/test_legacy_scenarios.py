@@ -3,7 +3,7 @@
 Every test builds one memory setup on a fresh `LegacyKernel()` (a PMD-mapped THP, a PTE-mapped THP, a
 swapped-out THP still in the swap cache, evicted, on a synchronous device, a single swapped PTE, a THP
 swapped out of a fragmented device, a swapped THP shared after fork) and runs one case on it. The
-expected values are what the mid-2026 mm-new kernel does (semantics.md sections 0, 1 LEGACY column, 5;
+expected values are what the mid-2026 mm-new kernel does (docs/kernel-behaviour.md sections 0, 1 LEGACY column, 5;
 docs/research-notes.md), not what the model happens to do: a failure here is a model bug unless the
 cited section says otherwise.
 
@@ -657,7 +657,7 @@ def test_matrix(case, setup):
 
 
 # ------------------------------------------------------------------------------------------------
-# the series' selftest (tools/testing/selftests/mm/pmd_swap.c, semantics.md §5), legacy outcome
+# the series' selftest (tools/testing/selftests/mm/pmd_swap.c, docs/kernel-behaviour.md §5), legacy outcome
 # ------------------------------------------------------------------------------------------------
 def _swapped_thp(evict: bool = False) -> LegacyKernel:
     k = setup_swapped_thp().k

@@ -6,17 +6,17 @@ Three groups, each test named after what it covers:
      after memory.reclaim evicted the folio; on a synchronous zram-like device; after fork, where both
      processes hold the PMD swap entry with per-slot counts 2 and neither entry is exclusive);
   2. `test_pmd_swap_<name>`: every scenario of the series' selftest tools/testing/selftests/mm/pmd_swap.c
-     in its newest version (semantics.md section 5), one test each;
-  3. `test_fallback_<name>`: every condition of semantics.md section 2 under which this kernel behaves
+     in its newest version (docs/kernel-behaviour.md section 5), one test each;
+  3. `test_fallback_<name>`: every condition of docs/kernel-behaviour.md section 2 under which this kernel behaves
      like legacy, reached through ops, asserting the legacy representation afterwards.
 A fourth group, `test_differential[<scenario>]`, replays the op list of every scenario above through
 `fuzz.runner.run_trace` (both models plus the oracle) and requires no divergence: the oracle must accept
 two correct models.
 
-Expected values are what the kernel with the series does (semantics.md sections 0-2, 4, 5,
+Expected values are what the kernel with the series does (docs/kernel-behaviour.md sections 0-2, 4, 5,
 docs/research-notes.md), not what the model happens to do: a failure is a model bug unless the cited
 section says otherwise. Each case's docstring cites its section and says [I] where the expected
-behaviour is an inference (marked [I] in semantics.md or models/pmd_swap.py).
+behaviour is an inference (marked [I] in docs/kernel-behaviour.md or models/pmd_swap.py).
 
 Layout: pid 0 maps one MADV_HUGEPAGE VMA over pages [0, 512) (region 0, PMD aligned) and writes value 1,
 so page i holds (1 << 16) | i. Slot 0 of the swap device is the header, so the first 512-slot cluster,
@@ -482,7 +482,7 @@ def case_uffdio_move(s: Setup) -> None:
 
 
 def case_uffd_wp(s: Setup) -> None:
-    """UFFDIO_WRITEPROTECT over the whole 2 MiB (§1.4 PMD column, §1.10; semantics §5: not covered by
+    """UFFDIO_WRITEPROTECT over the whole 2 MiB (§1.4 PMD column, §1.10; kernel-behaviour.md §5: not covered by
     the selftest): the entry stays PMD-level with uffd-wp; the swap-in keeps uffd-wp on the PMD (the
     whole 2 MiB, uffd armed or not) and maps it read-only; a write traps to the uffd."""
     k = s.k
@@ -565,12 +565,12 @@ def run_matrix(case: str, setup: str) -> None:
 @pytest.mark.parametrize(("case", "setup"), MATRIX, ids=MATRIX_IDS)
 def test_matrix(case: str, setup: str) -> None:
     """cow.c-style matrix: one setup (§0, §1.1, §1.3) and one case; each case's docstring cites its
-    section of semantics.md and marks inferences [I]."""
+    section of docs/kernel-behaviour.md and marks inferences [I]."""
     run_matrix(case, setup)
 
 
 # ------------------------------------------------------------------------------------------------
-# 2. the series' selftest pmd_swap.c, newest version (semantics.md section 5)
+# 2. the series' selftest pmd_swap.c, newest version (docs/kernel-behaviour.md section 5)
 # ------------------------------------------------------------------------------------------------
 def fixture_swapped(sync: bool = False) -> PmdSwapKernel:
     """The selftest fixture: mmap 2 MiB aligned, MADV_HUGEPAGE, fill the per-page pattern,
@@ -821,7 +821,7 @@ def test_pmd_swap_madvise_willneed_partial_splits() -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# 3. fallbacks: semantics.md section 2, reached through ops, legacy representation afterwards
+# 3. fallbacks: docs/kernel-behaviour.md section 2, reached through ops, legacy representation afterwards
 # ------------------------------------------------------------------------------------------------
 def test_zswap_enabled_before_pageout_installs_then_splits_at_the_fault() -> None:
     """v7 [S2]: "zswap still stores order-0. Ranges that have zswap entries are split". The unmap
@@ -1012,7 +1012,7 @@ def test_pageout_while_writeback_in_flight() -> None:
     """§1.1 ("async device: it stays cached (under writeback) until a later reclaim pass"), §3.1 I1:
     a THP swapped in from the swap cache while its first writeback is still in flight, then paged out
     again: shrink_folio_list() keeps a folio under writeback (mm/vmscan.c folio_test_writeback ->
-    activate/keep; not in semantics.md), so it stays mapped; the data must never be lost."""
+    activate/keep; not in docs/kernel-behaviour.md), so it stays mapped; the data must never be lost."""
     k = fixture_swapped()
     apply(k, O.Fault(0, P))
     apply(k, O.Pageout(0, 0, N))
