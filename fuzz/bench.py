@@ -139,7 +139,7 @@ def bench_op_costs(n: int) -> dict:
     check = []
     for i in range(n):
         ops = generate(random.Random(10_000 + i), 32)
-        for name, k in zip(("legacy", "pmd"), make_models(None)):
+        for name, k in zip(("legacy", "pmd"), make_models(None), strict=False):
             for op in ops:
                 t0 = time.perf_counter()
                 k.apply(op)
@@ -190,7 +190,8 @@ def main(argv=None) -> int:
     ap.add_argument("--bugs", action="store_true", help="time-to-find for every catalogue bug")
     ap.add_argument("--seeds", type=int, default=5, help="seeds per bug with --bugs (default 5)")
     ap.add_argument("--budget", type=int, default=400, help="executions per seed with --bugs")
-    ap.add_argument("--engines", default="random,atheris", help="engines for --bugs: random, atheris, hypothesis")
+    ap.add_argument("--engines", default="random,atheris",
+                    help="engines for --bugs: random, atheris, hypothesis")
     ap.add_argument("--no-seeds", action="store_true",
                     help="with --bugs: atheris starts from an empty corpus, not corpus/seeds (the "
                     "engines compared on what they find by themselves)")
@@ -226,7 +227,8 @@ def main(argv=None) -> int:
     print("median cost per op kind, microseconds (apply only):")
     print(f"  {'op':<16}{'legacy':>10}{'pmd':>10}")
     for op in sorted(set(costs["legacy"]) | set(costs["pmd"])):
-        print(f"  {op:<16}{costs['legacy'].get(op, float('nan')):10.0f}{costs['pmd'].get(op, float('nan')):10.0f}")
+        legacy, pmd = costs['legacy'].get(op, float('nan')), costs['pmd'].get(op, float('nan'))
+        print(f"  {op:<16}{legacy:10.0f}{pmd:10.0f}")
     print(f"  observe+invariants of one model after one op: "
           f"{costs['observe+invariants (one model)']:.0f} us")
     by_len, by_procs = bench_scaling(max(5, args.execs // 2))

@@ -92,7 +92,7 @@ def _rulers(ops: list[O.Op], div, bug: str | None, out) -> None:
     for pid, r in st.regions:
         lo = r * O.HPAGE_PMD_NR
         print(f"pid {pid} region {r} (pages {lo}..{lo + O.HPAGE_PMD_NR - 1}):", file=out)
-        for name, o in zip(st.names, st.after):
+        for name, o in zip(st.names, st.after, strict=False):
             po = o.procs.get(pid)
             if po is None:
                 print(f"  {name:<{width}} (no such process)", file=out)
@@ -100,7 +100,7 @@ def _rulers(ops: list[O.Op], div, bug: str | None, out) -> None:
             line = ruler(po, r)
             for off in range(0, len(line), RULER_ROW):  # rows of 64 pages, with their offset
                 print(f"  {name:<{width}} +{off:<3d} |{line[off:off + RULER_ROW]}|", file=out)
-        for name, o in zip(st.names, st.after):
+        for name, o in zip(st.names, st.after, strict=False):
             if pid in o.procs:
                 print(f"  {name:<{width}} vmas: {describe_vmas(o.procs[pid]) or '(none)'}", file=out)
 

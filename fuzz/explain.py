@@ -73,7 +73,7 @@ def replay_around(ops: list[O.Op], div, bug: str | None) -> Around:
     for k in models:
         i = -1
         try:
-            for i, op in enumerate(ops[:div.op_index]):
+            for _i, op in enumerate(ops[:div.op_index]):
                 k.apply(op)
             before.append(observe(k))
             i = div.op_index

@@ -10,8 +10,9 @@ The first byte picks the form, the rest is its payload:
            own inputs are this form 255 times in 256
 
 A raw input saved as an artifact (`.bin`) starts with `RAW_MAGIC`, its form, the sequence length it
-was generated with and, for the generator form, the generator's fingerprint: the generator changes as it learns new steering, so such a file
-replays only on the generator that made it; elsewhere the loader refuses it, naming the `.trace`
+was generated with and, for the generator form, the generator's fingerprint: the generator changes
+as it learns new steering, so such a file replays only on the generator that made it; elsewhere the
+loader refuses it, naming the `.trace`
 saved beside it, instead of quietly running other ops. A file without the magic is the older flat
 form and decodes as it always did.
 """

@@ -205,7 +205,7 @@ def _region_block(st: Around, pid: int, r: int, marked: set[int]) -> str:
         differs = (_differing_pages(pos[0], pos[1], r) if len(pos) == 2 and None not in pos
                    else set())
         lines = [f"<h4>{when} the op</h4>"]
-        for name, po in zip(st.names, pos):
+        for name, po in zip(st.names, pos, strict=False):
             if po is None:
                 lines.append(f'<div class="rl"><b>{html.escape(name)}</b> (no such process)</div>')
                 continue
@@ -241,7 +241,8 @@ def finding_section(path: Path) -> str:
     try:
         ops, _kind = load_input(path)
     except (TraceError, BadInput, OSError) as e:
-        return f'<section class="finding">{title}<p class="bad">not readable: {html.escape(str(e))}</p></section>'
+        why = html.escape(str(e))
+        return f'<section class="finding">{title}<p class="bad">not readable: {why}</p></section>'
     bug = header_bug(path)
     div = run_guarded(ops, bug).divergence
     injected = f"bug {html.escape(bug)} injected" if bug else "no bug injected"
@@ -253,7 +254,7 @@ def finding_section(path: Path) -> str:
     facts = [("signature", div.signature()), ("rule", div.rule),
              ("op", f"#{div.op_index} of {len(ops)}: {format_op(div.op)}"),
              ("pid", "-" if div.pid is None else str(div.pid)), ("detail", div.detail)]
-    facts += [(n, str(v)) for n, v in zip(st.names, (div.legacy, div.pmd))]
+    facts += [(n, str(v)) for n, v in zip(st.names, (div.legacy, div.pmd), strict=False)]
     facts += [(f"{n} raised", e) for n, e in st.errors.items()]
     dl = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in facts)
     blocks = "".join(_region_block(st, pid, r, marked) for pid, r in st.regions)

@@ -239,7 +239,7 @@ def _minimize_all(gen: GenerateReport, tree, prof: Profile, cmdline: str, per_tr
         gen.boots += 1
         best: dict[int, list[O.Op]] = {}
         dropped: dict[int, set[int]] = {}
-        for (tag, (name, ops)), (d, c, r) in zip(tagged, owner):
+        for (tag, (name, ops)), (d, c, r) in zip(tagged, owner, strict=False):
             res = judge(name, ops, runs.get(tag), prof)
             if res.ok or mismatch_observable(res.mismatch) != d.observable:
                 continue  # agrees, or disagrees about something else

@@ -23,7 +23,7 @@ fuzz/kernelcheck.py tolerates exactly these and prints the profile's name with e
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import errno
 

@@ -1122,14 +1122,15 @@ def kernel_check(trace_paths, kernel: str | None = None, model: str = "legacy",
         expressible(prof)
     cmdline = kernel_cmdline(tree)
     tags = [f"t{n:03d}" for n in range(len(traces))]
-    text, rc, wall, accel = boot_and_run(tree, prof, cmdline, list(zip(tags, traces)),
+    text, rc, wall, accel = boot_and_run(tree, prof, cmdline, list(zip(tags, traces, strict=False)),
                                          per_trace_timeout, timeout, keep_log)
     boot, runs = _check_boot(text, rc, timeout, tree, accel)
     rep = _new_report(boot, tree, prof, accel, wall, cmdline, skipped)
     for n, (path, ops) in enumerate(traces):
         rep.results.append(judge(path, ops, runs.get(f"t{n:03d}"), prof))
     if prove_differences:
-        agreeing = [(n, path, ops) for n, ((path, ops), r) in enumerate(zip(traces, rep.results))
+        agreeing = [(n, path, ops)
+                    for n, ((path, ops), r) in enumerate(zip(traces, rep.results, strict=False))
                     if r.ok]
         for d in prof.differences:
             if d.handling != "model":

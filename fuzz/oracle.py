@@ -1,4 +1,4 @@
-"""The differential oracle: after every op, compare observe() of both models (semantics.md section 8).
+"""The differential oracle: after every op, compare observe() of both models (kernel-behaviour.md section 8).
 
 Rules, checked in this order; the first that fails names the divergence:
   1. contents      every mapped page reads the same in both models, and what a model-independent
@@ -42,7 +42,7 @@ class Tolerated:
     event: str  # the PMD model's event name, or the oracle's own name for a derived tolerance
     effect: str  # what the oracle does about it
     reason: str
-    section: str  # semantics.md section that justifies it
+    section: str  # kernel-behaviour.md section that justifies it
     unchecked: str = ""  # what the row stops comparing, and what still checks each model there
 
 

@@ -154,7 +154,7 @@ def coverage_table(cells: Counter) -> str:
         return "coverage: no (entry state x op) cells reported by the oracle"
     pairs = [_cell(k) for k in cells]
     counts = Counter()
-    for (state, op), k in zip(pairs, cells):
+    for (state, op), k in zip(pairs, cells, strict=False):
         counts[(state, op)] += cells[k]
     states = sorted({s for s, _ in pairs})
     order = {cls.name: i for i, cls in enumerate(O.OPS)}
@@ -162,10 +162,11 @@ def coverage_table(cells: Counter) -> str:
     w0 = max(len("op \\ state"), *(len(o) for o in ops))
     widths = [max(len(s), 6) for s in states]
     lines = ["coverage (executions per entry state x op; . = never):",
-             "  " + "op \\ state".ljust(w0) + "  " + "  ".join(s.rjust(w) for s, w in zip(states, widths))]
+             "  " + "op \\ state".ljust(w0) + "  "
+             + "  ".join(s.rjust(w) for s, w in zip(states, widths, strict=False))]
     for o in ops:
         row = [(str(counts[(s, o)]) if counts.get((s, o)) else ".").rjust(w)
-               for s, w in zip(states, widths)]
+               for s, w in zip(states, widths, strict=False)]
         lines.append("  " + o.ljust(w0) + "  " + "  ".join(row))
     hit = sum(1 for v in counts.values() if v)
     lines.append(f"  {hit} cells hit ({len(states)} states x {len(ops)} ops seen)")

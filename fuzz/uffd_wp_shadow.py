@@ -27,8 +27,9 @@ RWP (Linux 7.3, the same bit; the rig's context is UFFD_FEATURE_RWP_ASYNC):
   * UFFDIO_RWPROTECT sets and clears it as UFFDIO_WRITEPROTECT does (change_protection() with
     MM_CP_UFFD_RWP / _RESOLVE, mm/mprotect.c);
   * on an RWP VMA an access resolves the page (do_uffd_rwp(): the bit is cleared), all 512 of a
-    PMD-mapped THP (do_huge_pmd_uffd_rwp()), whatever swap-in came first (do_swap_page() restores PAGE_NONE and the bit, the
-    access then resolves it): every page a `write` that returned 0 reached, and the page of a
+    PMD-mapped THP (do_huge_pmd_uffd_rwp()), whatever swap-in came first (do_swap_page() restores
+    PAGE_NONE and the bit, the access then resolves it): every page a `write` that returned 0
+    reached, and the page of a
     `fault` that returned 0, end without it (a failed access: the model's bits are taken);
   * UFFDIO_MOVE into an RWP VMA re-arms every moved entry ("Re-arm RWP", mm/userfaultfd.c:1365,
     :1452, :1482; mm/huge_memory.c:2988).

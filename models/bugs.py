@@ -3,7 +3,8 @@
 Each bug is a small subclass of `PmdSwapKernel` that overrides exactly one method, named after the
 kernel function it breaks, with the buggy variant. With no bug the model is the correct
 `PmdSwapKernel`; a bug switched off costs nothing. Every class docstring gives: the kernel function,
-the mistake, where it comes from in the older behaviour reference "semantics.md" (section 4 item N, section 2, ...)
+the mistake, where it comes from in the behaviour reference docs/kernel-behaviour.md (section 4 item N,
+section 2, ...)
 and the symptom the differential oracle (fuzz/oracle.py) reports. A few are documented BLIND SPOTS:
 the mistake changes kernel state that the oracle cannot see through observe(); the docstring says why
 and what would make it visible. tests/test_bugs.py checks that every other bug is found, minimised,
@@ -205,7 +206,7 @@ def _willneed(k: PmdSwapKernel, mm: MM, r: int, a: int, b: int, mistake: str) ->
 class SwapoutDropsSoftDirty(PmdSwapKernel):
     """set_pmd_swap_entry() (mm/huge_memory.c, v2 15/16): the new swap PMD is built from the swap
     entry alone, without pmd_swp_mksoft_dirty() when the present PMD was soft-dirty.
-    From: semantics.md 1.1 (install keeps SD/UW/EXCL), 4 item 1/9 (SD not carried).
+    From: kernel-behaviour.md 1.1 (install keeps SD/UW/EXCL), 4 item 1/9 (SD not carried).
     Symptom: a page written since clear_refs reads back not soft-dirty in pagemap once swapped out
     (oracle rule soft-dirty, at the pageout)."""
 
@@ -217,7 +218,7 @@ class SwapoutDropsSoftDirty(PmdSwapKernel):
 
 class SwapoutDropsUffdWp(PmdSwapKernel):
     """set_pmd_swap_entry(): the new swap PMD lacks pmd_swp_mkuffd_wp() for a uffd-wp present PMD.
-    From: semantics.md 1.1, 4 item 1. Symptom: pagemap bit 57 clear on the swapped pages where
+    From: kernel-behaviour.md 1.1, 4 item 1. Symptom: pagemap bit 57 clear on the swapped pages where
     legacy's PTE swap entries keep it; a later write is not trapped (rule uffd-wp, at the pageout)."""
 
     def set_pmd_swap_entry(self, mm: MM, r: int, head: int) -> bool:
@@ -247,7 +248,7 @@ class SwapoutKeepsFolioExclusive(PmdSwapKernel):
     """set_pmd_swap_entry(): the exclusive mark is copied onto the swap PMD but
     folio_try_share_anon_rmap_pmd() is never called, so the swap-cache folio stays PageAnonExclusive
     while the entry (and after fork, two entries) reference it.
-    From: semantics.md 1.1 ("drop the exclusive mark"), 4 item 5/20 (exclusive on a shared folio).
+    From: kernel-behaviour.md 1.1 ("drop the exclusive mark"), 4 item 5/20 (exclusive on a shared folio).
     Symptom: after fork, a process that faults the cached folio back in and writes reuses it
     (do_huge_pmd_wp_page sees PageAnonExclusive) and the write shows up in the other process
     (rule contents)."""
@@ -262,7 +263,7 @@ class SwapoutKeepsFolioExclusive(PmdSwapKernel):
 class SwapoutWrongCounters(PmdSwapKernel):
     """set_pmd_swap_entry(): MM_SWAPENTS is increased by 1 (one entry) instead of HPAGE_PMD_NR,
     copying the add_mm_counter() of the migration-entry path.
-    From: semantics.md 1.1 counters row, 4 item 4. Symptom: VmSwap off by 511 pages; "Bad
+    From: kernel-behaviour.md 1.1 counters row, 4 item 4. Symptom: VmSwap off by 511 pages; "Bad
     rss-counter state" at exit (rule rss / invariant rss_counters_match, at the pageout)."""
 
     def set_pmd_swap_entry(self, mm: MM, r: int, head: int) -> bool:
@@ -276,7 +277,7 @@ class SwapoutWrongCounters(PmdSwapKernel):
 # =================================================================================================
 class SwapinIgnoresUffdWp(PmdSwapKernel):
     """do_huge_pmd_swap_page() (v1 11/13): writable = EXCL && VM_WRITE, without the !uffd-wp term.
-    From: semantics.md 1.2 PMD step 3, 1.10, 4 item 7 (second half).
+    From: kernel-behaviour.md 1.2 PMD step 3, 1.10, 4 item 7 (second half).
     Symptom: a write to a uffd-wp protected swapped-out THP is not trapped: legacy returns the uffd
     trap, the PMD model completes the write (rule results, then contents)."""
 
@@ -287,7 +288,7 @@ class SwapinIgnoresUffdWp(PmdSwapKernel):
 class SwapinNoSoftDirtyWp(PmdSwapKernel):
     """do_huge_pmd_swap_page(): maps writable without the soft-dirty write-protect check of the PTE
     path (pte_needs_soft_dirty_wp: VMA without VM_SOFTDIRTY and an entry without SD).
-    From: semantics.md 1.2 PMD step 3 [I], 4 item 7.
+    From: kernel-behaviour.md 1.2 PMD step 3 [I], 4 item 7.
     The kernel symptom is that after clear_refs a write through the writable PMD is never recorded
     (the CPU sets the dirty bit, not soft-dirty). The model's store path sets soft-dirty on every
     write, so the contents and soft-dirty rules cannot see it; the invariant
@@ -301,7 +302,7 @@ class SwapinNoSoftDirtyWp(PmdSwapKernel):
 class SwapinIgnoresExclusive(PmdSwapKernel):
     """do_huge_pmd_swap_page(): writable = VM_WRITE && !uffd-wp, without the EXCL term, so a swap PMD
     shared after fork is mapped writable (the whole shared THP reused instead of COW).
-    From: semantics.md 1.2 PMD steps 3 and 6, 4 item 20. Symptom: a write after fork shows up in the
+    From: kernel-behaviour.md 1.2 PMD steps 3 and 6, 4 item 20. Symptom: a write after fork shows up in the
     other process (rule contents), and a writable PMD maps a folio that is not anon-exclusive
     (invariant writable_implies_exclusive)."""
 
@@ -313,7 +314,7 @@ class SwapinMixedCacheReadsDevice(PmdSwapKernel):
     """do_huge_pmd_swap_page(): ignores a mixed or split swap cache (v3 rule: whole-PMD read only when
     no slot is cached) and reads all 512 slots from the device into a new folio, bypassing the small
     cached folios.
-    From: semantics.md 1.2 PMD step 1 [R9], 1.16, 4 item 11 (Lance's mixed-cache case).
+    From: kernel-behaviour.md 1.2 PMD step 1 [R9], 1.16, 4 item 11 (Lance's mixed-cache case).
     Symptom: a whole-2 MiB swap-in over a mixed cache (rule v3-cache-rule: the pmd_swapin tolerance
     holds only from an empty cache or the one PMD-sized folio). The generator reaches the mixed
     state with `mixed_cache_cycle` (page out, fork, evict, the child reads the THP back, split_thp,
@@ -331,7 +332,7 @@ class SwapinWrongSlotOrder(PmdSwapKernel):
     """do_huge_pmd_swap_page() / swapin_alloc_pmd_folio(): the PMD-order read starts at the faulting
     subpage's entry (vmf->address) instead of the PMD-aligned one (haddr) and wraps round the cluster,
     so subpage i holds slot base + (i + idx) % 512.
-    From: semantics.md 4 item 2 (wrong sub-slot offset, unaligned address), section 6 (Huang 2018:
+    From: kernel-behaviour.md 4 item 2 (wrong sub-slot offset, unaligned address), section 6 (Huang 2018:
     a THP-sized chunk with values from another offset). Symptom: page contents permuted after a
     fault at a subpage other than 0 of an evicted swap PMD (rule contents)."""
 
@@ -341,7 +342,7 @@ class SwapinWrongSlotOrder(PmdSwapKernel):
 
 class SwapinForgetsPutSlots(PmdSwapKernel):
     """do_huge_pmd_swap_page(): maps the folio but never calls folio_put_swap() for the 512 slots.
-    From: semantics.md 1.2 PMD step 4 ("all 512 slots put"), 4 item 3/23 (count leak).
+    From: kernel-behaviour.md 1.2 PMD step 4 ("all 512 slots put"), 4 item 3/23 (count leak).
     Symptom: slot counts stay at 1 with no entry referencing them; /proc/swaps Used never returns to
     baseline (invariant swap_count_matches_entries, at the fault)."""
 
@@ -352,7 +353,7 @@ class SwapinForgetsPutSlots(PmdSwapKernel):
 class SwapinAllocFailureOom(PmdSwapKernel):
     """do_huge_pmd_swap_page(): a failed PMD-order folio allocation (or memcg charge) returns
     VM_FAULT_OOM instead of VM_FAULT_FALLBACK (split the entry, PTE-level swap-in).
-    From: semantics.md 1.2 PMD step 5, 2 item 8, 4 item 19. Symptom: the access gets SIGBUS/OOM in
+    From: kernel-behaviour.md 1.2 PMD step 5, 2 item 8, 4 item 19. Symptom: the access gets SIGBUS/OOM in
     the PMD model where legacy's order-0 swap-in succeeds (rule results)."""
 
     def do_huge_pmd_swap_page(self, mm, vma, r, page, write, fail_alloc):
@@ -396,7 +397,7 @@ class UnuseIgnoresZswap(PmdSwapKernel):
 class ForkDupsBaseSlotOnly(PmdSwapKernel):
     """copy_huge_non_present_pmd(): swap_dup_entry_direct(entry) as for one PTE: only the base slot's
     count is raised, not all 512.
-    From: semantics.md 1.3 counts row, 4 item 3. Symptom: slots base+1.. have count 1 with two
+    From: kernel-behaviour.md 1.3 counts row, 4 item 3. Symptom: slots base+1.. have count 1 with two
     references; the first put of the two underflows (invariant swap_count_matches_entries at the
     fork)."""
 
@@ -409,7 +410,7 @@ class ForkDupsBaseSlotOnly(PmdSwapKernel):
 class ForkLeavesParentExclusive(PmdSwapKernel):
     """copy_huge_non_present_pmd(): the parent's swap PMD keeps its exclusive bit
     (pmd_swp_clear_exclusive() missing; LEGACY's "Mark the swap entry as shared").
-    From: semantics.md 1.3 parent row, 4 item 5. Symptom: invariant EX (an exclusive entry on slots
+    From: kernel-behaviour.md 1.3 parent row, 4 item 5. Symptom: invariant EX (an exclusive entry on slots
     of count 2) at the fork; later the parent maps the THP writable and its writes leak into the
     child's copy."""
 
@@ -422,7 +423,7 @@ class ForkLeavesParentExclusive(PmdSwapKernel):
 class ForkChildKeepsUffdWp(PmdSwapKernel):
     """copy_huge_non_present_pmd(): the child's swap PMD keeps uffd-wp although the child VMA is not
     registered (no UFFD_FEATURE_EVENT_FORK): the userfaultfd_wp(dst_vma) test is missing.
-    From: semantics.md 1.3 child row. Symptom: pagemap bit 57 set in the child where legacy's child
+    From: kernel-behaviour.md 1.3 child row. Symptom: pagemap bit 57 set in the child where legacy's child
     PTE entries have it clear (rule uffd-wp, at the fork)."""
 
     def copy_huge_non_present_pmd(self, dst: MM, src: MM, r: int, dst_vma: Vma) -> None:
@@ -433,7 +434,7 @@ class ForkChildKeepsUffdWp(PmdSwapKernel):
 class ForkCountsAnonpages(PmdSwapKernel):
     """copy_huge_non_present_pmd(): reuses the migration-entry path's add_mm_counter(dst_mm,
     MM_ANONPAGES, HPAGE_PMD_NR) for a swap PMD instead of MM_SWAPENTS.
-    From: semantics.md 1.3 mm bookkeeping row, 4 item 4. Symptom: the child's RssAnon +2 MiB and
+    From: kernel-behaviour.md 1.3 mm bookkeeping row, 4 item 4. Symptom: the child's RssAnon +2 MiB and
     VmSwap -2 MiB against its page tables (rule rss / invariant rss_counters_match at the fork)."""
 
     def copy_huge_non_present_pmd(self, dst: MM, src: MM, r: int, dst_vma: Vma) -> None:
@@ -445,7 +446,7 @@ class ForkCountsAnonpages(PmdSwapKernel):
 class ForkChildNotOnMmlist(PmdSwapKernel):
     """copy_huge_non_present_pmd(): the child gets a swap PMD but mm_prepare_for_swap_entries()
     (prep 2/6: put the mm on init_mm.mmlist) is not called, so swapoff never visits the child.
-    From: semantics.md 1.3 mm bookkeeping row, 1.8, 4 item 10 (a child mm not on the mmlist).
+    From: kernel-behaviour.md 1.3 mm bookkeeping row, 1.8, 4 item 10 (a child mm not on the mmlist).
     Symptom: swapoff cannot free the device (the model raises ModelBug "swapoff left references",
     reported as an exception divergence; the kernel loops or fails swapoff)."""
 
@@ -462,7 +463,7 @@ class ForkChildNotOnMmlist(PmdSwapKernel):
 class ZapPutsBaseSlotOnly(PmdSwapKernel):
     """zap_huge_pmd() swap branch: free_swap_and_cache(entry) as for one PTE: only the base slot is
     put, not all 512 (and MM_SWAPENTS still -= 512).
-    From: semantics.md 1.5, 4 item 3 (count leak). Symptom: 511 slots keep a count with no entry
+    From: kernel-behaviour.md 1.5, 4 item 3 (count leak). Symptom: 511 slots keep a count with no entry
     (invariant swap_count_matches_entries at the munmap/DONTNEED/exit)."""
 
     def zap_huge_pmd(self, mm: MM, r: int) -> None:
@@ -480,7 +481,7 @@ class PartialZapFreesWholeEntry(PmdSwapKernel):
     """zap_pmd_range() (mm/memory.c, here unmap_page_range): the new is_swap_pmd() case calls
     zap_huge_pmd() before the `next - addr != HPAGE_PMD_SIZE` split check, so a partial munmap /
     MADV_DONTNEED of a swap PMD frees all 512 slots.
-    From: semantics.md 1.5 ("Partial -> split, then PTE zap"), 2 item 7, 4 item 16/17.
+    From: kernel-behaviour.md 1.5 ("Partial -> split, then PTE zap"), 2 item 7, 4 item 16/17.
     Symptom: the pages outside the range read zeros (or the process loses them) where legacy keeps
     its swap entries (rules contents / residency, at the partial zap)."""
 
@@ -506,7 +507,7 @@ class PartialZapFreesWholeEntry(PmdSwapKernel):
 class ChangeHugePmdIgnoresUffdWp(PmdSwapKernel):
     """change_huge_pmd() / change_non_present_huge_pmd() swap branch: returns before looking at
     MM_CP_UFFD_WP / MM_CP_UFFD_WP_RESOLVE (the branch was written for the protection change only).
-    From: semantics.md 1.4, 4 item 9. Symptom: after UFFDIO_WRITEPROTECT over a swapped-out THP the
+    From: kernel-behaviour.md 1.4, 4 item 9. Symptom: after UFFDIO_WRITEPROTECT over a swapped-out THP the
     pages are not uffd-wp (pagemap bit 57) where legacy's swap PTEs are; a write is not trapped
     (rule uffd-wp, at the uffd_wp op)."""
 
@@ -522,7 +523,7 @@ class ChangeHugePmdIgnoresUffdWp(PmdSwapKernel):
 class SplitBaseOffsetEveryPte(PmdSwapKernel):
     """__split_huge_pmd_locked() swap branch (v2 08/16): every PTE gets the PMD's entry (base)
     instead of swp_entry(type, base + i).
-    From: semantics.md 1.16, 4 item 2. Symptom: pagemap frames all base; slot counts no longer match
+    From: kernel-behaviour.md 1.16, 4 item 2. Symptom: pagemap frames all base; slot counts no longer match
     the references; after swap-in all 512 pages read page 0's data (rules swap-slots / invariant
     swap_count_matches_entries at the split)."""
 
@@ -536,7 +537,7 @@ class SplitBaseOffsetEveryPte(PmdSwapKernel):
 class SplitDropsSoftDirty(PmdSwapKernel):
     """__split_huge_pmd_locked() swap branch: the PTE swap entries are built without
     pte_swp_mksoft_dirty() even when the swap PMD is soft-dirty.
-    From: semantics.md 4 item 1. Symptom: after clear_refs, write, pageout and a partial
+    From: kernel-behaviour.md 4 item 1. Symptom: after clear_refs, write, pageout and a partial
     mprotect/munmap/fault fallback, written pages are not soft-dirty (rule soft-dirty)."""
 
     def split_huge_pmd_locked(self, mm: MM, r: int) -> None:
@@ -548,7 +549,7 @@ class SplitDropsSoftDirty(PmdSwapKernel):
 
 class SplitDropsUffdWp(PmdSwapKernel):
     """__split_huge_pmd_locked() swap branch: the PTE swap entries lose pte_swp_mkuffd_wp().
-    From: semantics.md 4 item 1. Symptom: uffd-wp protection disappears from a swapped-out THP on a
+    From: kernel-behaviour.md 4 item 1. Symptom: uffd-wp protection disappears from a swapped-out THP on a
     partial mprotect/munmap/uffd_wp or a fallback swap-in (rule uffd-wp at the split)."""
 
     def split_huge_pmd_locked(self, mm: MM, r: int) -> None:
@@ -560,7 +561,7 @@ class SplitDropsUffdWp(PmdSwapKernel):
 
 class SplitDropsExclusive(PmdSwapKernel):
     """__split_huge_pmd_locked() swap branch: the PTE swap entries lose pte_swp_mkexclusive().
-    From: semantics.md 4 item 1. The exclusive bit itself is not compared (section 8), but UFFDIO_MOVE
+    From: kernel-behaviour.md 4 item 1. The exclusive bit itself is not compared (section 8), but UFFDIO_MOVE
     of a swap PTE needs it (move_swap_pte: -EBUSY unless exclusive). Symptom: a partial UFFDIO_MOVE
     of an evicted swapped-out THP returns -EBUSY where legacy moves it (rule results)."""
 
@@ -578,7 +579,7 @@ class UnusePmdMapsWritable(PmdSwapKernel):
     """unuse_pmd() (v1 08/13, v2 10/16): the PMD is made with maybe_pmd_mkwrite() as in
     do_huge_pmd_anonymous_page(), so it is writable even when the entry was shared after fork
     (unuse_pte() maps read-only).
-    From: semantics.md 1.8, 4 item 10. Symptom: after swapoff, parent and child both map one THP
+    From: kernel-behaviour.md 1.8, 4 item 10. Symptom: after swapoff, parent and child both map one THP
     writable; a write by one shows in the other (invariant writable_implies_exclusive at the
     swapoff, then rule contents)."""
 
@@ -589,7 +590,7 @@ class UnusePmdMapsWritable(PmdSwapKernel):
 class UnusePmdDropsUffdWp(PmdSwapKernel):
     """unuse_pmd(): the new PMD is built without pmd_mkuffd_wp() when the swap PMD was uffd-wp
     (the bug "mm/swapfile: fix lost swap bits in unuse_pte()" once fixed at PTE level).
-    From: semantics.md 1.8, 4 item 10. Symptom: after swapoff the pages are no longer uffd-wp
+    From: kernel-behaviour.md 1.8, 4 item 10. Symptom: after swapoff the pages are no longer uffd-wp
     (rule uffd-wp at the swapoff)."""
 
     def unuse_pmd(self, mm: MM, vma: Vma, r: int, fail_alloc: bool) -> int:
@@ -599,7 +600,7 @@ class UnusePmdDropsUffdWp(PmdSwapKernel):
 class UnusePmdWrongSubpageOrder(PmdSwapKernel):
     """unuse_pmd() / swapin_alloc_pmd_folio() from swapoff: the read loop fills folio page i from
     slot base + 511 - i (subpages installed out of order).
-    From: semantics.md 4 item 2, section 5 ("a per-page index pattern so misordered slots are
+    From: kernel-behaviour.md 4 item 2, section 5 ("a per-page index pattern so misordered slots are
     caught"). Symptom: after swapoff of an evicted swap PMD the contents are reversed (rule
     contents at the swapoff)."""
 
@@ -613,7 +614,7 @@ class UnusePmdWrongSubpageOrder(PmdSwapKernel):
 class MoveHugePmdForgetsSoftDirty(PmdSwapKernel):
     """move_huge_pmd(): move_soft_dirty_pmd() still marks only migration PMDs, so a moved swap PMD
     keeps its old soft-dirty bit.
-    From: semantics.md 1.7, 3.2 D7, 4 item 9. Invisible for a plain aligned move (legacy's
+    From: kernel-behaviour.md 1.7, 3.2 D7, 4 item 9. Invisible for a plain aligned move (legacy's
     move_normal_pmd keeps bits too), but when the source VMA is uffd-registered legacy cannot move the
     PTE table and move_ptes() sets soft-dirty on every entry. Symptom: after clear_refs, an aligned
     mremap of a registered swapped-out THP: soft-dirty in legacy, not in the PMD model (rule
@@ -635,7 +636,7 @@ class MoveHugePmdForgetsSoftDirty(PmdSwapKernel):
 class MoveHugePmdKeepsUffdWp(PmdSwapKernel):
     """move_huge_pmd(): clear_uffd_wp_pmd() is applied to present PMDs only, so a swap PMD moved out
     of a uffd-registered VMA without UFFD_FEATURE_EVENT_REMAP keeps uffd-wp.
-    From: semantics.md 1.7 ("clears UW if vma_has_uffd_without_event_remap"). Symptom: the moved
+    From: kernel-behaviour.md 1.7 ("clears UW if vma_has_uffd_without_event_remap"). Symptom: the moved
     pages are uffd-wp in the PMD model, not in legacy (rule uffd-wp at the mremap)."""
 
     def move_huge_pmd(self, mm: MM, ro: int, rn: int, clear_uw: bool) -> None:
@@ -655,7 +656,7 @@ class MoveHugePmdKeepsUffdWp(PmdSwapKernel):
 class UffdMoveNonExclusive(PmdSwapKernel):
     """move_pages_huge_pmd() swap branch: moves the swap PMD without the exclusive check that
     move_swap_pte() has (-EBUSY for a non-exclusive entry).
-    From: semantics.md 1.9, 4 item 12. Symptom: after fork, UFFDIO_MOVE of the parent's evicted
+    From: kernel-behaviour.md 1.9, 4 item 12. Symptom: after fork, UFFDIO_MOVE of the parent's evicted
     swapped-out THP succeeds in the PMD model where legacy returns -EBUSY (rule results)."""
 
     def move_pages_huge_pmd(self, mm: MM, rs: int, rd: int, dst_vma: Vma) -> int | None:
@@ -685,7 +686,7 @@ class UffdMoveNonExclusive(PmdSwapKernel):
 class MadvFreeLeavesSwapEntry(PmdSwapKernel):
     """madvise_free_huge_pmd(): keeps mainline's `if (!pmd_trans_huge(orig_pmd)) goto out` for a
     whole swap PMD: the entry is left in place (the PTE path would drop it).
-    From: semantics.md 1.6, 4 item 13. Symptom: the swap PMD survives MADV_FREE; old data is read
+    From: kernel-behaviour.md 1.6, 4 item 13. Symptom: the swap PMD survives MADV_FREE; old data is read
     back where legacy reads zeros, VmSwap does not drop (rules contents / residency)."""
 
     def madvise_free_huge_pmd(self, mm: MM, r: int, a: int, b: int) -> bool:
@@ -701,7 +702,7 @@ class MadvFreePmdSwapcacheStale(PmdSwapKernel):
     """madvise_free_huge_pmd() present branch: mainline's body, without the swap-cache check the PTE
     path has (folio_free_swap() first, skip the folio if that fails). With the series a PMD-mapped
     swap-cache THP is what a read fault on an asynchronous device leaves behind.
-    From: docs/models.md finding F1; semantics.md 1.6, 4 item 13.
+    From: docs/models.md finding F1; kernel-behaviour.md 1.6, 4 item 13.
     Symptom: swap-in (cached), write, MADV_FREE (the folio is now clean but cached and not lazyfree),
     MADV_PAGEOUT (clean: no writeback, dropped), fault: the data of the first swap-out, older than
     the last write, which MADV_FREE never allows (rule contents)."""
@@ -723,7 +724,7 @@ class MadvFreePmdSwapcacheStale(PmdSwapKernel):
 class ClearSoftDirtySkipsSwapPmd(PmdSwapKernel):
     """clear_soft_dirty_pmd() (fs/proc/task_mmu.c): still handles only present and migration PMDs,
     so a swap PMD keeps its soft-dirty bit across clear_refs.
-    From: semantics.md 1.11, 4 item 9.
+    From: kernel-behaviour.md 1.11, 4 item 9.
     Symptom: pagemap bit 55 stays set on a swapped region nothing wrote since clear_refs; the
     oracle compares soft-dirty two-sided on such regions (rule soft-dirty)."""
 
@@ -740,7 +741,7 @@ class PagemapBaseOffset(PmdSwapKernel):
     """pagemap_pmd_range() (fs/proc/task_mmu.c) swap PMD case: the frame is computed once from the
     PMD's entry and not advanced per subpage (the 2018 PMD-migration pagemap bug): every subpage
     reports the base offset.
-    From: semantics.md 1.12, 4 items 2 and 14 (prep 3/6). Symptom: pagemap frames not
+    From: kernel-behaviour.md 1.12, 4 items 2 and 14 (prep 3/6). Symptom: pagemap frames not
     type | (base+i) << 5 (rule swap-slots at the pageout)."""
 
     def pagemap_pmd_range(self, mm: MM, r: int, obs) -> None:
@@ -756,7 +757,7 @@ class PagemapSwapPmdFlagsLost(PmdSwapKernel):
     """pagemap_pmd_range(): for a swap PMD the flags are read with the present-PMD helpers
     pmd_soft_dirty()/pmd_uffd_wp() instead of pmd_swp_soft_dirty()/pmd_swp_uffd_wp(); those test
     bits the swap encoding does not set, so bits 55 and 57 always read 0.
-    From: semantics.md 1.12, 4 item 14. Symptom: a uffd-wp swapped THP shows bit 57 clear, a
+    From: kernel-behaviour.md 1.12, 4 item 14. Symptom: a uffd-wp swapped THP shows bit 57 clear, a
     soft-dirty one bit 55 clear (after clear_refs) (rules uffd-wp / soft-dirty at the pageout)."""
 
     def pagemap_pmd_range(self, mm: MM, r: int, obs) -> None:
@@ -803,7 +804,7 @@ class MincoreSwapPmdWrongOffset(PmdSwapKernel):
     """mincore for a swap PMD: the slot index is taken from the start of the walked range
     (addr - start) instead of the PMD-aligned offset (addr & ~PMD_MASK), so a range that starts
     inside the PMD answers for slots base, base + 1, ... instead of base + a % 512, ...
-    From: semantics.md 4 item 2 (wrong sub-slot offset), the pagemap analogue pagemap_base_offset.
+    From: kernel-behaviour.md 4 item 2 (wrong sub-slot offset), the pagemap analogue pagemap_base_offset.
     Symptom: a partial mincore over a mixed cache answers for the wrong slots (rule mincore)."""
 
     def mincore_huge_pmd(self, mm: MM, r: int, a: int, b: int) -> np.ndarray:

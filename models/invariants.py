@@ -1,4 +1,4 @@
-"""Named invariants of one kernel model, checked after every op (semantics.md sections 0 and 8 rule 7).
+"""Named invariants of one kernel model, checked after every op (kernel-behaviour.md sections 0 and 8 rule 7).
 
 They guard the code both models share (swap layer, PTE level), which the differential check cannot
 see, and they carry refcount checking once the two models' slots drift apart. Each predicate takes a

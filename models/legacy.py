@@ -1,7 +1,8 @@
 """The legacy kernel: reclaim splits a PMD-mapped anonymous THP into 512 PTE swap entries.
 
-Models the series' base tree, Linux 7.3 (swap-table era; semantics.md sections 0-1, LEGACY column;
-docs/models.md "Following Linux 7.3"). A PMD here is none, a PTE table, or a present THP: there is no PMD swap entry, so every
+Models the series' base tree, Linux 7.3 (swap-table era; docs/kernel-behaviour.md sections 0-1,
+LEGACY column; docs/models.md "Following Linux 7.3"). A PMD here is none, a PTE table, or a present
+THP: there is no PMD swap entry, so every
 `is_swap_pmd()` branch of mm/huge_memory.c is unreachable and absent.
 
 This file holds only the PMD-level functions, in the same order and with the same signatures as

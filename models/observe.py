@@ -127,7 +127,7 @@ def observe_mm(k: Kernel, mm: MM) -> ProcObs:
         cum = np.zeros((3, VA_PAGES + 1), dtype=np.int32)
         np.cumsum(np.stack((anon, st == SWAPPED, anon & po.pmd_level)), axis=1, out=cum[:, 1:])
         sums = (cum[:, masks.ends] - cum[:, masks.starts]).T.tolist()
-        po.smaps = tuple((v.start, v.end, *s) for v, s in zip(mm.vmas, sums))
+        po.smaps = tuple((v.start, v.end, *s) for v, s in zip(mm.vmas, sums, strict=False))
     return po
 
 
@@ -147,8 +147,8 @@ def ruler(po: ProcObs, r: int) -> str:
     """One character per 4 KiB page of region r: H PMD-mapped, p PTE-mapped, S PMD swap entry,
     s PTE swap entry, . none, blank outside any VMA."""
     sl = region_slice(r)
-    return "".join(RULER_CHARS.get((int(s), bool(l) and s in (PRESENT, SWAPPED)), "?")
-                   for s, l in zip(po.state[sl], po.pmd_level[sl]))
+    return "".join(RULER_CHARS.get((int(s), bool(lvl) and s in (PRESENT, SWAPPED)), "?")
+                   for s, lvl in zip(po.state[sl], po.pmd_level[sl], strict=False))
 
 
 def describe_vmas(po: ProcObs) -> str:

@@ -4,7 +4,7 @@ Models Usama Arif's series "mm: PMD-level swap entries for anonymous THPs" (v1 1
 2026-04-27; v2 16 patches, 2026-06-02; the prep series "[PATCH 0/6] mm: preparatory patches for PMD
 level swap entries", 2026-06-30) with the rule the author settled on for v3: a PMD swap entry is only a
 compact encoding of 512 ordinary swap slots (type, base+i) and promises nothing about the swap cache.
-Patches modelled, by the function they change (semantics.md sections 1-2):
+Patches modelled, by the function they change (kernel-behaviour.md sections 1-2):
   * v2 15/16 swap-out: `set_pmd_swap_entry` from try_to_unmap_one(), TTU_SPLIT_HUGE_PMD kept as
     the fallback; zswap by v7's rule (zswap stores order-0, a range with zswap entries is split
     by whoever would read it whole), not v2's global zswap_never_enabled() gate;
@@ -107,7 +107,7 @@ class PmdSwapKernel(Kernel):
             return None
         if kind == PMD_SWAP:
             # is_swap_pmd(vmf.orig_pmd): the series' new branch. A swap PMD only exists where a THP
-            # was mapped, and no op here changes VM_HUGEPAGE, so the THP-allowed check (semantics
+            # was mapped, and no op here changes VM_HUGEPAGE, so the THP-allowed check (kernel-behaviour.md
             # section 2 item 11) cannot fail in this model.
             return self.do_huge_pmd_swap_page(mm, vma, r, page, write, fail_alloc)
         if kind == PMD_HUGE:

@@ -3,7 +3,8 @@
 This is shared code, so the differential check cannot see a bug in it; it is guarded by the invariants
 of models/invariants.py instead. The series' claim is exactly that this layer does not change.
 
-Per slot: a count of page-table references (swap-table era: no SWAP_HAS_CACHE, semantics section 0),
+Per slot: a count of page-table references (swap-table era: no SWAP_HAS_CACHE,
+docs/kernel-behaviour.md section 0),
 the swap cache (the pfn of the page caching the slot, or -1), and the stored copy of the contents.
 A slot is free when its count is 0 and it is not cached; a cached slot whose count reached 0 is freed
 when its folio leaves the cache.

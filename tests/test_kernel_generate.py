@@ -39,8 +39,8 @@ def test_drawn_sequences_are_expressible_seeded_and_independent_of_n():
     # on 7.3 what changes is only what the kernel cannot express; the rest is the generator's
     raw = [generate(np.random.default_rng([5, i]), 32) for i in range(40)]
     kept = [ops for _, ops in KG.draw(40, 5, 32, PROFILES["linux-7.3"])]
-    assert any(len(k) < len(r) for k, r in zip(kept, raw))  # fragment / fail_alloc do occur
-    for r, k in zip(raw, kept):
+    assert any(len(k) < len(r) for k, r in zip(kept, raw, strict=False))  # fragment / fail_alloc do occur
+    for r, k in zip(raw, kept, strict=False):
         want = [dataclasses.replace(op, fail_alloc=False) if getattr(op, "fail_alloc", False)
                 else op for op in r if not isinstance(op, O.Fragment)]
         want = [op for op in want if _fits(op)]

@@ -3,7 +3,8 @@
 Every test builds one memory setup on a fresh `LegacyKernel()` (a PMD-mapped THP, a PTE-mapped THP, a
 swapped-out THP still in the swap cache, evicted, on a synchronous device, a single swapped PTE, a THP
 swapped out of a fragmented device, a swapped THP shared after fork) and runs one case on it. The
-expected values are what the mid-2026 mm-new kernel does (docs/kernel-behaviour.md sections 0, 1 LEGACY column, 5;
+expected values are what the mid-2026 mm-new kernel does (docs/kernel-behaviour.md sections 0,
+1 LEGACY column, 5;
 docs/research-notes.md), not what the model happens to do: a failure here is a model bug unless the
 cited section says otherwise.
 

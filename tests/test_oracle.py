@@ -1,4 +1,4 @@
-"""Tests of the differential oracle (fuzz/oracle.py) against semantics.md section 8 and 3.2.
+"""Tests of the differential oracle (fuzz/oracle.py) against kernel-behaviour.md section 8 and 3.2.
 
 Three groups:
   1. rule by rule: two observations of one lockstep state of both models, perturbed by hand on one
@@ -49,7 +49,7 @@ BASE_OPS = [
     O.Pageout(0, 0, N), O.Pageout(0, 1024, 16), O.Dontneed(0, 1080, 8),
     O.Fork(0), O.ClearRefs(0), O.Write(0, 1040, 4, 3),
 ]
-I = len(BASE_OPS)  # op index used for the hand-made checks
+OP_INDEX = len(BASE_OPS)  # op index used for the hand-made checks
 OP = O.Fault(0, SWP)  # the op those checks are attributed to
 
 
@@ -68,9 +68,9 @@ def run_ok(ops) -> Oracle:
 
 def rules(orc: Oracle, ol, op_, rl: int = O.OK, rp: int = O.OK) -> Divergence | None:
     """Rules 1-5 in the order `step` applies them (rule 6/7 look at the kernels, not observations)."""
-    return (orc._contents(I, OP, ol, op_) or orc._expected_contents(I, OP, ol, op_)
-            or orc._layout(I, OP, ol, op_, rl, rp) or orc._uffd_wp(I, OP, ol, op_)
-            or orc._soft_dirty(I, OP, ol, op_) or orc._residency(I, OP, ol, op_))
+    return (orc._contents(OP_INDEX, OP, ol, op_) or orc._expected_contents(OP_INDEX, OP, ol, op_)
+            or orc._layout(OP_INDEX, OP, ol, op_, rl, rp) or orc._uffd_wp(OP_INDEX, OP, ol, op_)
+            or orc._soft_dirty(OP_INDEX, OP, ol, op_) or orc._residency(OP_INDEX, OP, ol, op_))
 
 
 @pytest.fixture
@@ -97,7 +97,7 @@ def base():
 def test_unperturbed_base_state_is_accepted(base):
     orc, ol, op_ = base
     assert rules(orc, ol, op_) is None
-    assert orc._invariants(I, OP) is None
+    assert orc._invariants(OP_INDEX, OP) is None
 
 
 # ---- rule 1: contents ---------------------------------------------------------------------------
@@ -125,7 +125,7 @@ def test_expected_contents_both_wrong_rejected(base):
     orc, ol, op_ = base
     for obs in (ol, op_):
         obs.procs[0].contents[PRES] = 0x1234
-    assert orc._contents(I, OP, ol, op_) is None
+    assert orc._contents(OP_INDEX, OP, ol, op_) is None
     d = rules(orc, ol, op_)
     assert d is not None and d.rule == "contents-expected"
     assert d.pid == 0 and d.pages == (PRES,)
@@ -154,7 +154,7 @@ def test_many_differing_pages_reported_first_eight(base):
     orc, ol, op_ = base
     pages = np.arange(1024, 1044)
     op_.procs[0].contents[pages] ^= 1
-    d = orc._contents(I, OP, ol, op_)
+    d = orc._contents(OP_INDEX, OP, ol, op_)
     assert d is not None and d.pages == tuple(range(1024, 1032))
 
 
@@ -243,7 +243,8 @@ def test_legacy_soft_dirty_pmd_not_rejected(base):
     assert "legacy but not in the PMD model" in d.detail
 
 
-@pytest.mark.parametrize("pages", [[PRES], list(range(2 * N, 2 * N + 64))], ids=["one-page", "written-region-D5"])
+@pytest.mark.parametrize("pages", [[PRES], list(range(2 * N, 2 * N + 64))],
+                         ids=["one-page", "written-region-D5"])
 def test_pmd_soft_dirty_superset_accepted(base, pages):
     """soft_dirty_superset (D5/D7): in a region written since clear_refs (region 2 holds WRITTEN)
     the PMD model may mark more pages soft-dirty than legacy."""
@@ -478,7 +479,7 @@ def test_detached_pid_legacy_still_checked_against_expectation(base):
 def test_invariant_failure_in_pmd_model_rejected(base):
     orc, _, _ = base
     orc.pmd.swap.count[SWP_SLOT] += 1
-    d = orc._invariants(I, OP)
+    d = orc._invariants(OP_INDEX, OP)
     assert d is not None and d.rule == "invariant:swap_count_matches_entries"
     assert d.detail.startswith("pmd: ") and str(SWP_SLOT) in d.detail
     assert d.legacy == "holds" and str(SWP_SLOT) in d.pmd
@@ -487,7 +488,7 @@ def test_invariant_failure_in_pmd_model_rejected(base):
 def test_invariant_failure_in_legacy_model_rejected(base):
     orc, _, _ = base
     orc.legacy.mms[1].anonpages += 1
-    d = orc._invariants(I, OP)
+    d = orc._invariants(OP_INDEX, OP)
     assert d is not None and d.rule == "invariant:rss_counters_match"
     assert d.detail.startswith("legacy: ") and "pid 1" in d.detail and d.pmd == "holds"
 
@@ -498,7 +499,7 @@ def test_invariant_failure_found_by_step(base):
     orc, _, _ = base
     for k in (orc.legacy, orc.pmd):
         k.swap.count[SWP_SLOT] += 1
-    d = orc.step(I, O.Fault(1, PRES))
+    d = orc.step(OP_INDEX, O.Fault(1, PRES))
     assert d is not None and d.rule == "invariant:swap_count_matches_entries"
 
 
@@ -805,7 +806,7 @@ def test_tolerated_table_rows_complete():
     for t in TOLERATED:
         assert t.event and t.event.isidentifier(), t
         assert t.reason.strip() and t.effect.strip() and t.section.strip(), t
-        assert any(ch.isdigit() for ch in t.section), t  # names a section of semantics.md
+        assert any(ch.isdigit() for ch in t.section), t  # names a section of kernel-behaviour.md
 
 
 def test_every_event_the_pmd_model_reports_has_a_row():

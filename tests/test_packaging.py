@@ -55,3 +55,14 @@ def test_test_tools_are_not_runtime_dependencies():
     for tool in ("pytest", "ruff", "mypy"):
         assert tool not in runtime, tool
         assert any(d.startswith(tool) for d in project["optional-dependencies"]["dev"]), tool
+
+
+def test_every_data_file_a_package_reads_is_package_data():
+    """A non-Python file inside a package (the C runtime) must be listed, or a wheel lacks it."""
+    cfg = _setuptools()
+    data = cfg.get("package-data", {})
+    for pkg, directory in _tree_packages().items():
+        for f in sorted((REPO / directory).iterdir()):
+            if f.is_file() and f.suffix not in (".py", ".pyc"):
+                patterns = data.get(pkg, [])
+                assert any(f.match(pat) for pat in patterns), f"{f.relative_to(REPO)} not in package-data"

@@ -7,7 +7,8 @@ Three groups, each test named after what it covers:
      processes hold the PMD swap entry with per-slot counts 2 and neither entry is exclusive);
   2. `test_pmd_swap_<name>`: every scenario of the series' selftest tools/testing/selftests/mm/pmd_swap.c
      in its newest version (docs/kernel-behaviour.md section 5), one test each;
-  3. `test_fallback_<name>`: every condition of docs/kernel-behaviour.md section 2 under which this kernel behaves
+  3. `test_fallback_<name>`: every condition of docs/kernel-behaviour.md section 2 under which this
+     kernel behaves
      like legacy, reached through ops, asserting the legacy representation afterwards.
 A fourth group, `test_differential[<scenario>]`, replays the op list of every scenario above through
 `fuzz.runner.run_trace` (both models plus the oracle) and requires no divergence: the oracle must accept
@@ -482,7 +483,8 @@ def case_uffdio_move(s: Setup) -> None:
 
 
 def case_uffd_wp(s: Setup) -> None:
-    """UFFDIO_WRITEPROTECT over the whole 2 MiB (§1.4 PMD column, §1.10; kernel-behaviour.md §5: not covered by
+    """UFFDIO_WRITEPROTECT over the whole 2 MiB (§1.4 PMD column, §1.10;
+    kernel-behaviour.md §5: not covered by
     the selftest): the entry stays PMD-level with uffd-wp; the swap-in keeps uffd-wp on the PMD (the
     whole 2 MiB, uffd armed or not) and maps it read-only; a write traps to the uffd."""
     k = s.k
@@ -1026,7 +1028,8 @@ def test_pageout_while_writeback_in_flight() -> None:
 # ------------------------------------------------------------------------------------------------
 # 4. differential: every scenario above through both models and the oracle
 # ------------------------------------------------------------------------------------------------
-SCENARIOS: dict = {f"matrix:{i}": (lambda c=c, s=s: run_matrix(c, s)) for (c, s), i in zip(MATRIX, MATRIX_IDS)}
+SCENARIOS: dict = {f"matrix:{i}": (lambda c=c, s=s: run_matrix(c, s))
+                   for (c, s), i in zip(MATRIX, MATRIX_IDS, strict=False)}
 SCENARIOS.update({name: fn for name, fn in sorted(globals().items())
                   if name.startswith(("test_pmd_swap_", "test_fallback_", "test_pageout_"))
                   and name != "test_fallback_partial_range"})

@@ -6,7 +6,6 @@ it), applied to both kernels, and each is driven into the state a TOLERATED row 
 
 from __future__ import annotations
 
-import numpy as np
 
 from pmdswap_fuzz.fuzz.oracle import Oracle
 from pmdswap_fuzz.models import ops as O
